@@ -1,1 +1,163 @@
-fn main() {}
+//! The `mcpwatch` command line. `anyhow` lives here and nowhere below.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use mcpwatch::config::Config;
+
+/// mcpwatch — forecasts, anomaly alerts and capacity plans for MCP servers and other services.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    /// Config file (TOML). Defaults are built in; every key can also be set with
+    /// MCPWATCH_<SECTION>__<KEY> environment variables.
+    #[arg(long, short, global = true, env = "MCPWATCH_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon: consume, store, serve /metrics, /healthz, /readyz.
+    Run,
+    /// Apply the SQL migrations in sql/ and create partitions ahead, then exit.
+    Migrate,
+    /// Print the effective configuration (defaults + file + environment) as JSON.
+    Config,
+    /// Benchmarks and failure tests; each prints its figures on its last line.
+    #[command(subcommand)]
+    Bench(Bench),
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// Pre-fill a topic, measure the daemon draining it into PostgreSQL, and a bare binary
+    /// COPY of the same rows in the same run.
+    Ingest(LoadOpts),
+    /// Pre-fill a topic, SIGKILL the daemon while it drains, restart, and check the table.
+    Crash {
+        #[command(flatten)]
+        load: LoadOpts,
+        /// How many times to SIGKILL the daemon.
+        #[arg(long, default_value_t = 2)]
+        kills: usize,
+    },
+}
+
+#[derive(clap::Args)]
+struct LoadOpts {
+    /// Kafka bootstrap servers of a running broker.
+    #[arg(long, default_value = "127.0.0.1:9094")]
+    brokers: String,
+    /// PostgreSQL URL (schemas bench_* are dropped and re-created).
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
+    pg_url: String,
+    /// Samples to pre-fill (about 1 % malformed).
+    #[arg(long, default_value_t = 1_000_000)]
+    samples: usize,
+    #[arg(long, default_value_t = 500)]
+    services: usize,
+    /// Topic to pre-fill; it must exist (or the broker must auto-create it).
+    #[arg(long)]
+    topic: String,
+    /// Dead-letter topic; it must exist (or be auto-created).
+    #[arg(long)]
+    dead_letter_topic: String,
+    /// HTTP port of the daemon under test.
+    #[arg(long, default_value_t = 18080)]
+    http_port: u16,
+    /// Writer connections of the daemon under test.
+    #[arg(long, default_value_t = 2)]
+    writers: usize,
+}
+
+impl LoadOpts {
+    fn args(&self) -> mcpwatch::loadtest::LoadArgs {
+        mcpwatch::loadtest::LoadArgs {
+            brokers: self.brokers.clone(),
+            pg_url: self.pg_url.clone(),
+            samples: self.samples,
+            services: self.services,
+            malformed_ratio: 0.01,
+            topic: self.topic.clone(),
+            dead_letter_topic: self.dead_letter_topic.clone(),
+            http_port: self.http_port,
+            writers: self.writers,
+        }
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = Config::load(cli.config.as_deref())?;
+    init_logging(&config);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("mcpwatch")
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Run => {
+                let shutdown = CancellationToken::new();
+                mcpwatch::daemon::cancel_on_signals(shutdown.clone());
+                mcpwatch::daemon::run(config, shutdown).await
+            }
+            Command::Migrate => {
+                let pool = mcpwatch::store::pool(&config.store)?;
+                let partitions = mcpwatch::store::Partitions::default();
+                let ran = mcpwatch::store::prepare(
+                    &pool,
+                    &config.store,
+                    &partitions,
+                    mcpwatch::daemon::now_ms(),
+                )
+                .await
+                .with_context(|| {
+                    format!("migrating schema {} at store.url", config.store.schema)
+                })?;
+                println!("migrations_applied={ran} schema={}", config.store.schema);
+                Ok(())
+            }
+            Command::Config => {
+                println!("{}", config.to_json());
+                Ok(())
+            }
+            Command::Bench(Bench::Ingest(load)) => {
+                let report = mcpwatch::loadtest::bench_ingest(&load.args()).await?;
+                println!("{report}");
+                anyhow::ensure!(
+                    report.lost == 0 && report.duplicates == 0,
+                    "samples were lost or duplicated"
+                );
+                Ok(())
+            }
+            Command::Bench(Bench::Crash { load, kills }) => {
+                let report = mcpwatch::loadtest::bench_crash(&load.args(), kills).await?;
+                println!("{report}");
+                anyhow::ensure!(
+                    report.lost == 0 && report.duplicates == 0,
+                    "samples were lost or duplicated"
+                );
+                Ok(())
+            }
+        }
+    })
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.filter));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if config.log.format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

@@ -1,0 +1,36 @@
+# mcpwatch — the commands the README promises.
+SHELL := /bin/bash
+CARGO ?= cargo
+
+.PHONY: test unit e2e lint fmt build release services
+
+## test: everything CI runs — unit and integration tests (real PostgreSQL, librdkafka mock
+##       cluster), then the end-to-end suite against a real Kafka-protocol broker.
+test: services unit e2e
+
+## unit: cargo tests (needs PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379).
+unit:
+	$(CARGO) test --all-targets
+
+## e2e: the daemon binary against nisshi: a crash scenario (2 × SIGKILL) and a small drain.
+e2e:
+	load-tests/crash.sh --samples 60000 --kills 2
+	load-tests/ingest.sh --samples 100000 --services 200
+
+## lint: formatting and clippy, warnings are errors.
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+build:
+	$(CARGO) build
+
+release:
+	$(CARGO) build --release
+
+## services: start PostgreSQL and Redis if they are down (this machine's layout).
+services:
+	@scripts/services.sh

@@ -1,0 +1,142 @@
+//! `mcpwatch run`: builds every stage from the config, starts them, and stops them in order
+//! when SIGTERM or SIGINT arrives (the source flushes and commits, the writers drain, the
+//! HTTP server finishes in-flight requests).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{self, ApiState, Readiness, ReadinessCheck};
+use crate::config::Config;
+use crate::ingest::{Pipeline, PipelineArgs};
+use crate::store::{self, Partitions, Writer, WriterArgs};
+use crate::telemetry::Metrics;
+
+/// Epoch milliseconds now. The one place the daemon reads the wall clock.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Runs the daemon until `shutdown` is cancelled.
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let metrics = Metrics::default();
+    let pool = store::pool(&config.store)?;
+    let partitions = Arc::new(Partitions::default());
+    if config.store.migrate_on_start {
+        let ran = store::prepare(&pool, &config.store, &partitions, now_ms())
+            .await
+            .with_context(|| {
+                format!(
+                    "preparing PostgreSQL at store.url (schema {})",
+                    config.store.schema
+                )
+            })?;
+        tracing::info!(migrations = ran, schema = %config.store.schema, "store ready");
+    }
+    let writer = Writer::new(WriterArgs {
+        pool: pool.clone(),
+        partitions: partitions.clone(),
+        consumer_group: config.kafka.group_id.clone(),
+        metrics: metrics.store.clone(),
+    });
+    let pipeline = Pipeline::start(PipelineArgs {
+        kafka: config.kafka.clone(),
+        ingest: config.ingest.clone(),
+        writer,
+        metrics: metrics.ingest.clone(),
+        shutdown: shutdown.clone(),
+        downstream: None,
+        clock: Arc::new(now_ms),
+    })
+    .context("starting the Kafka source")?;
+
+    // partitions for the days ahead, re-checked hourly
+    let maintenance = {
+        let (pool, partitions, shutdown) = (pool.clone(), partitions.clone(), shutdown.clone());
+        let ahead = config.store.partitions_ahead_days;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(3600));
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tick.tick() => {
+                        if let Ok(client) = pool.get().await {
+                            if let Err(e) = partitions.ensure_ahead(&client, now_ms(), ahead).await {
+                                tracing::warn!(error = %e, "could not create partitions ahead");
+                            }
+                        }
+                    }
+                }
+            }
+        })
+    };
+
+    let kafka_up = metrics.ingest.kafka_up.clone();
+    let probe_pool = pool.clone();
+    let readiness = Readiness {
+        checks: vec![
+            ReadinessCheck {
+                name: "postgres",
+                critical: true,
+                probe: Box::new(move || {
+                    let pool = probe_pool.clone();
+                    Box::pin(async move { store::ping(&pool).await })
+                }),
+            },
+            ReadinessCheck {
+                name: "kafka",
+                critical: true,
+                probe: Box::new(move || {
+                    let up = kafka_up.get() == 1;
+                    Box::pin(async move { up })
+                }),
+            },
+        ],
+    };
+    let state = ApiState {
+        registry: Arc::new(metrics.registry()),
+        readiness: Arc::new(readiness),
+    };
+    let listener = tokio::net::TcpListener::bind(&config.http.listen)
+        .await
+        .with_context(|| format!("binding http.listen = {}", config.http.listen))?;
+    tracing::info!(addr = %config.http.listen, "serving HTTP");
+    let http_shutdown = shutdown.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, api::app(state))
+            .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
+            .await
+    });
+
+    pipeline.join().await.context("ingest pipeline")?;
+    maintenance.await.ok();
+    server
+        .await
+        .context("http server task")?
+        .context("http server")?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+/// Cancels `token` on SIGTERM or SIGINT.
+pub fn cancel_on_signals(token: CancellationToken) {
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("installing the SIGTERM handler");
+            tokio::select! {
+                _ = ctrl_c => {},
+                _ = term.recv() => {},
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("shutdown signal received");
+        token.cancel();
+    });
+}

@@ -1,0 +1,19 @@
+//! mcpwatch: Kafka metrics in; rolling features, hot windows, partitioned history,
+//! forecasts, anomaly alerts and capacity plans out.
+//!
+//! The modules follow a sample's journey:
+//! [`ingest`] (Kafka → [`sample::Sample`]) → [`store`] (PostgreSQL) → [`api`] (HTTP),
+//! wired together by [`daemon`] from a typed [`config::Config`].
+
+pub mod api;
+pub mod config;
+pub mod daemon;
+pub mod generate;
+pub mod ingest;
+pub mod loadtest;
+pub mod sample;
+pub mod store;
+pub mod telemetry;
+
+#[cfg(test)]
+pub mod testing;

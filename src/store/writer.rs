@@ -1,0 +1,213 @@
+//! Commits one batch of samples together with the Kafka offsets it covers, in one
+//! PostgreSQL transaction.
+//!
+//! The fast path is a plain binary `COPY` into the partitioned table. If it trips over the
+//! natural key (a producer sent a sample twice, or a replay raced another replica), the same
+//! bytes are copied into a temporary staging table and inserted with `ON CONFLICT DO NOTHING`,
+//! so duplicates are skipped instead of failing the batch.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures::SinkExt;
+use tokio_postgres::error::SqlState;
+
+use super::copy::{day_of, CopyEncoder, SAMPLE_COLUMNS};
+use super::metrics::StoreMetrics;
+use super::schema::Partitions;
+use super::StoreError;
+use crate::sample::Sample;
+
+/// Kafka progress covered by a batch: the next offset to read on one partition.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PartitionOffset {
+    pub topic: String,
+    pub partition: i32,
+    /// The offset after the last message of this partition in the batch.
+    pub next: i64,
+}
+
+/// What a committed batch did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteOutcome {
+    pub inserted: u64,
+    pub duplicates: u64,
+}
+
+/// Constructor arguments for [`Writer`].
+pub struct WriterArgs {
+    pub pool: deadpool_postgres::Pool,
+    pub partitions: Arc<Partitions>,
+    pub consumer_group: String,
+    pub metrics: StoreMetrics,
+}
+
+/// Writes batches. Cheap to clone; each ingest writer task holds one.
+#[derive(Clone)]
+pub struct Writer {
+    /// Connection pool shared with the API and jobs; a batch holds one connection while it
+    /// commits.
+    pool: deadpool_postgres::Pool,
+    /// Which daily partitions exist; shared by every writer of the process.
+    partitions: Arc<Partitions>,
+    consumer_group: String,
+    metrics: StoreMetrics,
+}
+
+impl Writer {
+    pub fn new(args: WriterArgs) -> Writer {
+        Writer {
+            pool: args.pool,
+            partitions: args.partitions,
+            consumer_group: args.consumer_group,
+            metrics: args.metrics,
+        }
+    }
+
+    /// Stores `samples` and advances `offsets`, atomically.
+    pub async fn write(
+        &self,
+        samples: &[Sample],
+        offsets: &[PartitionOffset],
+    ) -> Result<WriteOutcome, StoreError> {
+        let started = Instant::now();
+        let result = self.write_inner(samples, offsets).await;
+        match &result {
+            Ok(outcome) => {
+                self.metrics.up.set(1);
+                self.metrics.batches.inc();
+                self.metrics.rows_stored.inc_by(outcome.inserted);
+                self.metrics.duplicates_skipped.inc_by(outcome.duplicates);
+                self.metrics.batch_rows.observe(samples.len() as f64);
+                self.metrics
+                    .commit_seconds
+                    .observe(started.elapsed().as_secs_f64());
+            }
+            Err(_) => {
+                self.metrics.up.set(0);
+                self.metrics.errors.inc();
+            }
+        }
+        result
+    }
+
+    async fn write_inner(
+        &self,
+        samples: &[Sample],
+        offsets: &[PartitionOffset],
+    ) -> Result<WriteOutcome, StoreError> {
+        let mut client = self.pool.get().await?;
+        if !samples.is_empty() {
+            let created = self
+                .partitions
+                .ensure(&client, "samples", samples.iter().map(|s| day_of(s.ts_ms)))
+                .await?;
+            self.metrics.partitions_created.inc_by(created as u64);
+        }
+        let mut encoder = CopyEncoder::with_capacity(samples.len());
+        for s in samples {
+            encoder.push(s);
+        }
+        let bytes = encoder.finish();
+
+        match self
+            .commit(&mut client, &bytes, samples.len(), offsets, false)
+            .await
+        {
+            Err(StoreError::Postgres(e)) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                self.commit(&mut client, &bytes, samples.len(), offsets, true)
+                    .await
+            }
+            other => other,
+        }
+    }
+
+    async fn commit(
+        &self,
+        client: &mut deadpool_postgres::Object,
+        bytes: &Bytes,
+        rows: usize,
+        offsets: &[PartitionOffset],
+        dedupe: bool,
+    ) -> Result<WriteOutcome, StoreError> {
+        let tx = client.transaction().await?;
+        let mut outcome = WriteOutcome::default();
+        if rows > 0 {
+            let copy_started = Instant::now();
+            if dedupe {
+                tx.batch_execute(
+                    "CREATE TEMP TABLE IF NOT EXISTS samples_staging \
+                     (LIKE samples INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
+                )
+                .await?;
+                copy_in(
+                    &tx,
+                    &format!("COPY samples_staging ({SAMPLE_COLUMNS}) FROM STDIN (FORMAT binary)"),
+                    bytes,
+                )
+                .await?;
+                let inserted = tx
+                    .execute(
+                        &format!(
+                            "INSERT INTO samples ({SAMPLE_COLUMNS}) \
+                             SELECT DISTINCT ON (service_id, ts, series) {SAMPLE_COLUMNS} FROM samples_staging \
+                             ON CONFLICT DO NOTHING"
+                        ),
+                        &[],
+                    )
+                    .await?;
+                outcome.inserted = inserted;
+                outcome.duplicates = rows as u64 - inserted;
+            } else {
+                outcome.inserted = copy_in(
+                    &tx,
+                    &format!("COPY samples ({SAMPLE_COLUMNS}) FROM STDIN (FORMAT binary)"),
+                    bytes,
+                )
+                .await?;
+            }
+            self.metrics
+                .copy_seconds
+                .observe(copy_started.elapsed().as_secs_f64());
+        }
+        if !offsets.is_empty() {
+            let topics: Vec<&str> = offsets.iter().map(|o| o.topic.as_str()).collect();
+            let partitions: Vec<i32> = offsets.iter().map(|o| o.partition).collect();
+            let next: Vec<i64> = offsets.iter().map(|o| o.next).collect();
+            tx.execute(
+                "INSERT INTO ingest_offsets (consumer_group, topic, partition, next_offset) \
+                 SELECT $1, * FROM unnest($2::text[], $3::int[], $4::bigint[]) \
+                 ON CONFLICT (consumer_group, topic, partition) DO UPDATE \
+                 SET next_offset = GREATEST(ingest_offsets.next_offset, EXCLUDED.next_offset), updated_at = now()",
+                &[&self.consumer_group, &topics, &partitions, &next],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    /// The next offset to read per partition of `topic`, as last committed with rows.
+    pub async fn stored_offsets(&self, topic: &str) -> Result<Vec<(i32, i64)>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT partition, next_offset FROM ingest_offsets WHERE consumer_group = $1 AND topic = $2",
+                &[&self.consumer_group, &topic],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+}
+
+async fn copy_in(
+    tx: &tokio_postgres::Transaction<'_>,
+    statement: &str,
+    bytes: &Bytes,
+) -> Result<u64, StoreError> {
+    let sink = tx.copy_in::<_, Bytes>(statement).await?;
+    futures::pin_mut!(sink);
+    sink.send(bytes.clone()).await?;
+    Ok(sink.finish().await?)
+}
