@@ -6,8 +6,10 @@
 //! wired together by [`daemon`] from a typed [`config::Config`].
 
 pub mod api;
+pub mod cache;
 pub mod config;
 pub mod daemon;
+pub mod features;
 pub mod generate;
 pub mod ingest;
 pub mod loadtest;

@@ -31,6 +31,25 @@ enum Command {
     /// Benchmarks and failure tests; each prints its figures on its last line.
     #[command(subcommand)]
     Bench(Bench),
+    /// The feature engine on CSV files in the seed's format.
+    #[command(subcommand)]
+    Features(Features),
+}
+
+#[derive(Subcommand)]
+enum Features {
+    /// Recompute the derived columns from the raw ones and report agreement per feature.
+    Check {
+        #[arg(long)]
+        csv: PathBuf,
+    },
+    /// Write the engine's own features for a seed-format CSV (same header), e.g. for training.
+    Export {
+        #[arg(long)]
+        csv: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -38,6 +57,20 @@ enum Bench {
     /// Pre-fill a topic, measure the daemon draining it into PostgreSQL, and a bare binary
     /// COPY of the same rows in the same run.
     Ingest(LoadOpts),
+    /// Incremental feature engine: cost per sample and state per service.
+    Features {
+        #[arg(long, default_value_t = 10_000)]
+        services: usize,
+        #[arg(long, default_value_t = 5_000_000)]
+        samples: usize,
+    },
+    /// Redis hot cache: 50-item pipelined batches, hits and misses against a real Redis.
+    Cache {
+        #[arg(long, default_value = "redis://127.0.0.1:6379")]
+        url: String,
+        #[arg(long, default_value_t = 5_000)]
+        iterations: usize,
+    },
     /// Pre-fill a topic, SIGKILL the daemon while it drains, restart, and check the table.
     Crash {
         #[command(flatten)]
@@ -134,6 +167,27 @@ fn main() -> anyhow::Result<()> {
                     report.lost == 0 && report.duplicates == 0,
                     "samples were lost or duplicated"
                 );
+                Ok(())
+            }
+            Command::Bench(Bench::Features { services, samples }) => {
+                let report = tokio::task::spawn_blocking(move || {
+                    mcpwatch::features::run_bench(services, samples)
+                })
+                .await?;
+                println!("{report}");
+                Ok(())
+            }
+            Command::Bench(Bench::Cache { url, iterations }) => {
+                println!("{}", mcpwatch::cache::run_bench(&url, iterations).await?);
+                Ok(())
+            }
+            Command::Features(Features::Check { csv }) => {
+                println!("{}", mcpwatch::features::run_check(&csv)?);
+                Ok(())
+            }
+            Command::Features(Features::Export { csv, out }) => {
+                let rows = mcpwatch::features::export_csv(&csv, &out)?;
+                println!("rows={rows} out={}", out.display());
                 Ok(())
             }
             Command::Bench(Bench::Crash { load, kills }) => {
