@@ -12,6 +12,8 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 use crate::api::HttpConfig;
+use crate::cache::CacheConfig;
+use crate::features::FeaturesConfig;
 use crate::ingest::{IngestConfig, KafkaConfig};
 use crate::store::StoreConfig;
 
@@ -25,6 +27,8 @@ pub struct Config {
     pub kafka: KafkaConfig,
     pub ingest: IngestConfig,
     pub store: StoreConfig,
+    pub features: FeaturesConfig,
+    pub cache: CacheConfig,
     pub http: HttpConfig,
     pub log: LogConfig,
 }
@@ -111,6 +115,16 @@ impl Config {
         self.kafka.validate()?;
         self.ingest.validate()?;
         self.store.validate()?;
+        self.features.validate().map_err(|e| {
+            ConfigError::invalid(
+                "features",
+                e.to_string(),
+                "see config/default.toml [features]",
+            )
+        })?;
+        self.cache.validate().map_err(|e| {
+            ConfigError::invalid("cache", e.to_string(), "see config/default.toml [cache]")
+        })?;
         self.http.validate()?;
         match self.log.format.as_str() {
             "text" | "json" => Ok(()),

@@ -5,10 +5,12 @@
 //! [`ingest`] (Kafka → [`sample::Sample`]) → [`store`] (PostgreSQL) → [`api`] (HTTP),
 //! wired together by [`daemon`] from a typed [`config::Config`].
 
+pub mod anomaly;
 pub mod api;
 pub mod cache;
 pub mod config;
 pub mod daemon;
+pub mod downstream;
 pub mod features;
 pub mod generate;
 pub mod ingest;

@@ -34,6 +34,25 @@ enum Command {
     /// The feature engine on CSV files in the seed's format.
     #[command(subcommand)]
     Features(Features),
+    /// Evaluations on public data; each prints its scores on its last line.
+    #[command(subcommand)]
+    Eval(Eval),
+}
+
+#[derive(Subcommand)]
+enum Eval {
+    /// Run a detector over the Numenta Anomaly Benchmark as a stream, write the official
+    /// result layout and score it with the NAB rules (standard, low FP, low FN).
+    Nab {
+        /// NAB folder with data/, labels/ and profiles.json.
+        #[arg(long, default_value = "../shared/data/nab")]
+        data: PathBuf,
+        #[arg(long, default_value = "target/nab")]
+        out: PathBuf,
+        /// mcpwatch, zscore, windowedGaussian, random or null.
+        #[arg(long, default_value = "mcpwatch")]
+        detector: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -57,6 +76,11 @@ enum Bench {
     /// Pre-fill a topic, measure the daemon draining it into PostgreSQL, and a bare binary
     /// COPY of the same rows in the same run.
     Ingest(LoadOpts),
+    /// Streaming anomaly detection: cost per point and state per series.
+    Anomaly {
+        #[arg(long, default_value_t = 100_000)]
+        series: usize,
+    },
     /// Incremental feature engine: cost per sample and state per service.
     Features {
         #[arg(long, default_value_t = 10_000)]
@@ -174,6 +198,25 @@ fn main() -> anyhow::Result<()> {
                     mcpwatch::features::run_bench(services, samples)
                 })
                 .await?;
+                println!("{report}");
+                Ok(())
+            }
+            Command::Bench(Bench::Anomaly { series }) => {
+                let report =
+                    tokio::task::spawn_blocking(move || mcpwatch::anomaly::run_bench(series))
+                        .await?;
+                println!("{report}");
+                Ok(())
+            }
+            Command::Eval(Eval::Nab {
+                data,
+                out,
+                detector,
+            }) => {
+                let report = tokio::task::spawn_blocking(move || {
+                    mcpwatch::anomaly::run_nab_eval(&data, &out, &detector)
+                })
+                .await??;
                 println!("{report}");
                 Ok(())
             }
