@@ -40,11 +40,10 @@ start_broker() {
 
 # create_topic NAME PARTITIONS
 create_topic() {
-  "$NISSHI" topic create "$1" --partitions "$2" --broker "tcp://$BROKERS" >/dev/null 2>&1 ||
-    "$NISSHI" topic create "$1" --partitions "$2" >/dev/null
+  "$NISSHI" topic create "$1" --partitions "$2" --broker "tcp://$BROKERS" >/dev/null
 }
 
 build_release() {
   (cd "$ROOT" && cargo build --release --quiet)
-  MCPWATCH="$ROOT/target/release/mcpwatch"
+  MCPWATCH="${CARGO_TARGET_DIR:-$ROOT/target}/release/mcpwatch"
 }

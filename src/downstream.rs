@@ -128,19 +128,29 @@ fn bucket_entry(keys: &KeySpace, b: &ClosedBucket) -> crate::cache::Entry {
     keys.entry(Tier::Hourly, &b.service_id, kind::HOURLY, json)
 }
 
+/// The realtime tier lives 15 s; refreshing a service's latest sample more often than this
+/// only costs Redis round trips.
+const LATEST_REFRESH_MS: i64 = 1000;
+
 /// Folds batches into the engine until the ingest side closes, then returns.
 pub async fn run(mut args: DownstreamArgs) {
     let mut tick = tokio::time::interval(Duration::from_secs(30));
+    // when each service's latest sample was last offered to the cache (wall clock ms)
+    let mut offered: HashMap<String, i64> = HashMap::new();
     loop {
         tokio::select! {
             batch = args.batches.recv() => match batch {
                 Some(batch) => {
                     restore_returning(&args, &batch).await;
-                    fold(&args, &batch);
+                    fold(&args, &batch, &mut offered);
                 }
                 None => break,
             },
-            _ = tick.tick() => maintain(&args),
+            _ = tick.tick() => {
+                maintain(&args);
+                let horizon = (args.clock)() - 60_000;
+                offered.retain(|_, t| *t > horizon);
+            }
             _ = args.shutdown.cancelled(), if args.batches.is_closed() => break,
         }
     }
@@ -188,10 +198,17 @@ async fn restore_returning(args: &DownstreamArgs, batch: &[Sample]) {
     }
 }
 
-fn fold(args: &DownstreamArgs, batch: &[Sample]) {
-    // newest sample per service goes to the realtime tier
+fn fold(args: &DownstreamArgs, batch: &[Sample], offered: &mut HashMap<String, i64>) {
+    // newest sample per service goes to the realtime tier, at most once a second each
+    let now = (args.clock)();
     let mut latest: HashMap<&str, &Sample> = HashMap::new();
     for s in batch {
+        if offered
+            .get(s.service_id.as_str())
+            .is_some_and(|t| now - t < LATEST_REFRESH_MS)
+        {
+            continue;
+        }
         latest
             .entry(s.service_id.as_str())
             .and_modify(|l| {
@@ -257,4 +274,135 @@ fn maintain(args: &DownstreamArgs) {
     args.metrics.engine_bytes.set(engine.memory_bytes() as i64);
     drop(engine);
     args.cache.offer_all(entries);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::{CacheConfig, CacheMetrics, CacheWriter, RedisCache};
+    use crate::features::{Clock, FeaturesConfig, ManualClock};
+    use crate::sample::Origin;
+
+    const HOUR: i64 = 3_600_000;
+
+    fn sample(service: &str, ts_ms: i64, requests: f64) -> Sample {
+        let mut s = Sample::new(service, ts_ms, Origin::Mcp);
+        s.requests = Some(requests);
+        s.cpu = Some(0.5);
+        s.instance_id = Some("i-1".into());
+        s
+    }
+
+    /// Durable batches reach the engine and the real Redis; an evicted service comes back
+    /// from its snapshot with its history intact.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn batches_feed_engine_and_cache_and_returning_services_are_restored() {
+        let url = std::env::var("MCPWATCH_TEST_REDIS_URL")
+            .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let config = CacheConfig {
+            url,
+            key_prefix: format!("mcpwatch-test-downstream-{}", std::process::id()),
+            ..CacheConfig::default()
+        };
+        let metrics = Arc::new(CacheMetrics::new());
+        let redis: Arc<dyn HotCache> =
+            Arc::new(RedisCache::connect(&config, metrics.clone()).await.unwrap());
+        let writer = CacheWriter::start(redis.clone(), &config, metrics.clone()).await;
+        let start = 1_763_683_200_000; // a bucket boundary
+        let clock = Arc::new(ManualClock::new(start));
+        let engine: SharedEngine = Arc::new(Mutex::new(
+            FeatureEngine::new(FeaturesConfig::default(), clock.clone()).unwrap(),
+        ));
+        let (tx, rx) = mpsc::channel(4);
+        let keys = KeySpace::new(&config.key_prefix);
+        let shutdown = CancellationToken::new();
+        let stage_clock = clock.clone();
+        let stage = tokio::spawn(run(DownstreamArgs {
+            batches: rx,
+            engine: engine.clone(),
+            cache: writer.sender(),
+            cache_reader: Some(redis.clone()),
+            keys: keys.clone(),
+            metrics: DownstreamMetrics::default(),
+            shutdown: shutdown.clone(),
+            clock: Arc::new(move || stage_clock.now_ms()),
+        }));
+        // 30 hours of one sample per hour
+        for h in 0..30 {
+            clock.set(start + h * HOUR + 60_000);
+            tx.send(Arc::new(vec![sample(
+                "fs-1",
+                start + h * HOUR,
+                10.0 + h as f64,
+            )]))
+            .await
+            .unwrap();
+        }
+        // wait until the stage folded everything
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while engine.lock().unwrap().stats().samples < 30 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "stage did not fold the batches"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let before = engine.lock().unwrap().features("fs-1").unwrap();
+
+        // the cache holds the latest sample and the last closed bucket
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let latest = redis
+                .get(&keys.key(Tier::Realtime, "fs-1", kind::LATEST))
+                .await
+                .unwrap();
+            let hourly = redis
+                .get(&keys.key(Tier::Hourly, "fs-1", kind::HOURLY))
+                .await
+                .unwrap();
+            if latest.is_some() && hourly.is_some() {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "cache entries never arrived"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+
+        // evict (as after an idle period) and put the snapshot where the stage would
+        let snapshot = engine.lock().unwrap().snapshot("fs-1").unwrap();
+        engine.lock().unwrap().remove("fs-1");
+        redis
+            .put_batch(&[keys.entry(Tier::Features, "fs-1", "snapshot", snapshot)])
+            .await
+            .unwrap();
+        // the service returns within its current bucket: rebuilt, not started from scratch
+        tx.send(Arc::new(vec![sample(
+            "fs-1",
+            start + 29 * HOUR + 120_000,
+            1.0,
+        )]))
+        .await
+        .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while engine.lock().unwrap().stats().samples < 31 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the returning sample was not folded"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            engine.lock().unwrap().window("fs-1").map(|w| w.len()),
+            Some(24),
+            "history restored"
+        );
+        assert_eq!(engine.lock().unwrap().features("fs-1").unwrap(), before);
+
+        drop(tx);
+        shutdown.cancel();
+        stage.await.unwrap();
+        writer.close().await;
+    }
 }
