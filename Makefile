@@ -2,7 +2,12 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: test unit e2e lint fmt build release services
+.PHONY: demo test unit e2e lint fmt build release services
+
+## demo: the daemon on the embedded default (in-process Kafka + traffic generator, in-process
+##       cache; the local PostgreSQL, started if down). Serves on 127.0.0.1:8080.
+demo: services
+	$(CARGO) run --release -- demo
 
 ## test: everything CI runs — unit and integration tests (real PostgreSQL, librdkafka mock
 ##       cluster), then the end-to-end suite against a real Kafka-protocol broker.

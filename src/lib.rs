@@ -10,6 +10,7 @@ pub mod api;
 pub mod cache;
 pub mod config;
 pub mod daemon;
+pub mod demo;
 pub mod downstream;
 pub mod features;
 pub mod generate;

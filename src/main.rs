@@ -24,6 +24,19 @@ struct Cli {
 enum Command {
     /// Run the daemon: consume, store, serve /metrics, /healthz, /readyz.
     Run,
+    /// Run the daemon on the embedded default: an in-process Kafka fed by a generator of
+    /// realistic MCP-server traffic and an in-process cache (PostgreSQL: the local one).
+    Demo {
+        /// Simulated MCP servers.
+        #[arg(long, default_value_t = 40)]
+        servers: usize,
+        /// Hours of history produced before going live.
+        #[arg(long, default_value_t = 48)]
+        history_hours: i64,
+        /// Seconds between two live samples of one server.
+        #[arg(long, default_value_t = 10)]
+        live_step_secs: i64,
+    },
     /// Apply the SQL migrations in sql/ and create partitions ahead, then exit.
     Migrate,
     /// Print the effective configuration (defaults + file + environment) as JSON.
@@ -163,6 +176,20 @@ fn main() -> anyhow::Result<()> {
                 let shutdown = CancellationToken::new();
                 mcpwatch::daemon::cancel_on_signals(shutdown.clone());
                 mcpwatch::daemon::run(config, shutdown).await
+            }
+            Command::Demo {
+                servers,
+                history_hours,
+                live_step_secs,
+            } => {
+                let shutdown = CancellationToken::new();
+                mcpwatch::daemon::cancel_on_signals(shutdown.clone());
+                let args = mcpwatch::demo::DemoArgs {
+                    servers,
+                    history_hours,
+                    live_step_secs,
+                };
+                mcpwatch::demo::run(config, args, shutdown).await
             }
             Command::Migrate => {
                 let pool = mcpwatch::store::pool(&config.store)?;
