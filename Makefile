@@ -18,9 +18,10 @@ unit:
 	$(CARGO) test --all-targets
 
 ## e2e: the daemon binary against nisshi: a crash scenario (2 × SIGKILL) and a small drain.
+##      Correctness only (lost=0, duplicates=0), so the debug build serves.
 e2e:
-	load-tests/crash.sh --samples 60000 --kills 2
-	load-tests/ingest.sh --samples 100000 --services 200
+	MCPWATCH_PROFILE=debug load-tests/crash.sh --samples 60000 --kills 2
+	MCPWATCH_PROFILE=debug load-tests/ingest.sh --samples 100000 --services 200
 
 ## lint: formatting and clippy, warnings are errors.
 lint:

@@ -43,7 +43,14 @@ create_topic() {
   "$NISSHI" topic create "$1" --partitions "$2" --broker "tcp://$BROKERS" >/dev/null
 }
 
+# Builds mcpwatch: release by default (benchmarks); MCPWATCH_PROFILE=debug reuses the test
+# build, which is all a correctness run (CI's e2e) needs.
 build_release() {
-  (cd "$ROOT" && cargo build --release --quiet)
-  MCPWATCH="${CARGO_TARGET_DIR:-$ROOT/target}/release/mcpwatch"
+  local profile="${MCPWATCH_PROFILE:-release}"
+  if [ "$profile" = debug ]; then
+    (cd "$ROOT" && cargo build --quiet)
+  else
+    (cd "$ROOT" && cargo build --release --quiet)
+  fi
+  MCPWATCH="${CARGO_TARGET_DIR:-$ROOT/target}/$profile/mcpwatch"
 }

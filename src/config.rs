@@ -102,7 +102,13 @@ impl Config {
             }
             fig = fig.merge(Toml::file(path));
         }
-        fig = fig.merge(Env::prefixed(ENV_PREFIX).split("__"));
+        // every setting lives in a section, so only MCPWATCH_<SECTION>__<KEY> variables are
+        // settings; MCPWATCH_CONFIG and the tools' own variables are not
+        fig = fig.merge(
+            Env::prefixed(ENV_PREFIX)
+                .filter(|k| k.as_str().contains("__"))
+                .split("__"),
+        );
         let config: Config = fig.extract().map_err(|e| ConfigError::Load {
             source: Box::new(e),
         })?;
@@ -167,6 +173,8 @@ mod tests {
             assert!(err.contains("MCPWATCH_INGEST__BATCH_ROWS"), "{err}");
             assert!(err.contains("fix:"), "{err}");
             jail.set_env("MCPWATCH_INGEST__BATCH_ROWS", "500");
+            jail.set_env("MCPWATCH_CONFIG", "ignored-here.toml");
+            jail.set_env("MCPWATCH_PROFILE", "debug");
             jail.set_env("MCPWATCH_KAFKA__TOPICS", "[a,b]");
             let c = Config::load(None).unwrap();
             assert_eq!(c.ingest.batch_rows, 500);
