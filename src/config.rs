@@ -149,6 +149,8 @@ impl Config {
 }
 
 #[cfg(test)]
+// figment's Jail returns its own (large) error type from test closures
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
 

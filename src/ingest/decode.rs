@@ -471,7 +471,7 @@ fn fraction(field: &'static str, v: Scalar<'_>) -> Result<Option<f64>, RejectRea
 fn timestamp(field: &'static str, v: Scalar<'_>) -> Result<Option<i64>, RejectReason> {
     let ms = match v {
         Scalar::Absent | Scalar::Null => return Ok(None),
-        Scalar::Num(n) if n.is_finite() && n >= 0.0 && n < 1e16 => n as i64,
+        Scalar::Num(n) if (0.0..1e16).contains(&n) => n as i64,
         Scalar::Str(s) => {
             let s = s.trim();
             if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && s.len() < 17 {

@@ -44,7 +44,7 @@ pub enum StoreError {
 /// `config.statement_timeout_ms` as its statement timeout. Connecting is lazy.
 pub fn pool(config: &StoreConfig) -> Result<deadpool_postgres::Pool, StoreError> {
     let mut pg: tokio_postgres::Config = config.url.parse()?;
-    pg.options(&format!(
+    pg.options(format!(
         "-c search_path={} -c statement_timeout={}",
         config.schema, config.statement_timeout_ms
     ));
