@@ -2,11 +2,11 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: test unit e2e lint fmt build release services
+.PHONY: test unit e2e lint fmt build release services ort
 
 ## test: everything CI runs — unit and integration tests (real PostgreSQL, librdkafka mock
 ##       cluster), then the end-to-end suite against a real Kafka-protocol broker.
-test: services unit e2e
+test: services ort unit e2e
 
 ## unit: cargo tests (needs PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379).
 unit:
@@ -34,3 +34,8 @@ release:
 ## services: start PostgreSQL and Redis if they are down (this machine's layout).
 services:
 	@scripts/services.sh
+
+## ort: fetch the ONNX Runtime library the forecaster loads at run time into ./lib (from the
+##      onnxruntime wheel on PyPI; no-op when present). Without it forecasts use the baseline.
+ort:
+	@scripts/fetch-ort.sh
