@@ -10,6 +10,7 @@ pub mod cache;
 pub mod config;
 pub mod daemon;
 pub mod features;
+pub mod forecast;
 pub mod generate;
 pub mod ingest;
 pub mod loadtest;
