@@ -68,9 +68,16 @@ struct ModelOpts {
 
 impl ModelOpts {
     fn config(&self) -> mcpwatch::forecast::ForecastConfig {
+        // Every context routes to the model given, reported under its file name.
+        let name = self
+            .model
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
         mcpwatch::forecast::ForecastConfig {
             model: self.model.clone(),
             ort_library: self.ort_library.clone(),
+            routes: [("default".to_string(), name)].into(),
             ..Default::default()
         }
     }

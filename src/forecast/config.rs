@@ -40,8 +40,11 @@ pub struct ForecastConfig {
     pub routes: BTreeMap<String, String>,
 }
 
-/// The model shipped in `models/`.
-pub const DEFAULT_MODEL: &str = "models/lstm_total_events_v1.json";
+/// The route every context takes by default: the shipped model's name.
+pub const DEFAULT_ROUTE: &str = "lstm_total_events_v2";
+
+/// The model shipped in `models/` (trained on `features export --grid rows`, see README).
+pub const DEFAULT_MODEL: &str = "models/lstm_total_events_v2.json";
 
 impl Default for ForecastConfig {
     fn default() -> Self {
@@ -53,7 +56,7 @@ impl Default for ForecastConfig {
             workers: 2,
             intra_threads: 1,
             min_history_buckets: 48,
-            routes: BTreeMap::from([("default".to_string(), "lstm_total_events_v1".to_string())]),
+            routes: BTreeMap::from([("default".to_string(), DEFAULT_ROUTE.to_string())]),
         }
     }
 }
@@ -72,14 +75,14 @@ impl ForecastConfig {
             return bad(
                 "model",
                 "is empty".into(),
-                "set forecast.model = \"models/lstm_total_events_v1.json\" (the metadata JSON next to the .onnx file)",
+                "set forecast.model = \"models/lstm_total_events_v2.json\" (the metadata JSON next to the .onnx file)",
             );
         }
         if self.model.extension().and_then(|e| e.to_str()) != Some("json") {
             return bad(
                 "model",
                 format!("`{}` is not a .json metadata file", self.model.display()),
-                "point forecast.model at the model's metadata JSON (e.g. models/lstm_total_events_v1.json); the .onnx file is found through it",
+                "point forecast.model at the model's metadata JSON (e.g. models/lstm_total_events_v2.json); the .onnx file is found through it",
             );
         }
         if let Some(p) = &self.ort_library {
@@ -146,7 +149,7 @@ impl ForecastConfig {
             return bad(
                 "routes.default",
                 "is missing, so some contexts would have no model".into(),
-                "add default = \"lstm_total_events_v1\" under [forecast.routes]",
+                "add default = \"lstm_total_events_v2\" under [forecast.routes]",
             );
         }
         Ok(())

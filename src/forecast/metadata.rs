@@ -89,7 +89,7 @@ struct RawMetadata {
 pub struct ModelMetadata {
     /// The metadata file it was read from.
     pub path: PathBuf,
-    /// The model's name (`lstm_total_events_v1`).
+    /// The model's name (`lstm_total_events_v2`).
     pub name: String,
     /// What it forecasts (`total_events`).
     pub target: String,

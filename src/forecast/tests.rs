@@ -414,7 +414,7 @@ async fn without_the_runtime_library_forecasts_come_from_the_baseline_and_say_wh
     for (i, o) in out.iter().enumerate() {
         assert_eq!(&*o.service_id, format!("svc-{i}"), "order kept");
         assert_eq!(o.model_version, BASELINE_VERSION);
-        assert_eq!(o.routed_version, "lstm_total_events_v1");
+        assert_eq!(o.routed_version, config::DEFAULT_ROUTE);
         assert_eq!(o.fallback_reason, Some(FallbackReason::RuntimeMissing));
         assert_eq!(o.values.len(), 24);
         assert_eq!(o.values, baseline_forecast(&history, 48, 24));
@@ -771,7 +771,7 @@ async fn the_shipped_model_runs_in_rust_and_matches_its_reference_outputs() {
     ));
     let out = f.forecast_all(inputs).await;
     for (o, g) in out.iter().zip(&got) {
-        assert_eq!(o.model_version, "lstm_total_events_v1");
+        assert_eq!(o.model_version, config::DEFAULT_ROUTE);
         assert_eq!(o.fallback_reason, None);
         assert_eq!(&o.values, g);
     }
