@@ -2,7 +2,12 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: test unit e2e lint fmt build release services ort
+.PHONY: demo test unit e2e lint fmt build release services ort
+
+## demo: the daemon on the embedded default (in-process Kafka + traffic generator, in-process
+##       cache; the local PostgreSQL, started if down). Serves on 127.0.0.1:8080.
+demo: services
+	$(CARGO) run --release -- demo
 
 ## test: everything CI runs — unit and integration tests (real PostgreSQL, librdkafka mock
 ##       cluster), then the end-to-end suite against a real Kafka-protocol broker.
@@ -13,9 +18,10 @@ unit:
 	$(CARGO) test --all-targets
 
 ## e2e: the daemon binary against nisshi: a crash scenario (2 × SIGKILL) and a small drain.
+##      Correctness only (lost=0, duplicates=0), so the debug build serves.
 e2e:
-	load-tests/crash.sh --samples 60000 --kills 2
-	load-tests/ingest.sh --samples 100000 --services 200
+	MCPWATCH_PROFILE=debug load-tests/crash.sh --samples 60000 --kills 2
+	MCPWATCH_PROFILE=debug load-tests/ingest.sh --samples 100000 --services 200
 
 ## lint: formatting and clippy, warnings are errors.
 lint:

@@ -40,11 +40,17 @@ start_broker() {
 
 # create_topic NAME PARTITIONS
 create_topic() {
-  "$NISSHI" topic create "$1" --partitions "$2" --broker "tcp://$BROKERS" >/dev/null 2>&1 ||
-    "$NISSHI" topic create "$1" --partitions "$2" >/dev/null
+  "$NISSHI" topic create "$1" --partitions "$2" --broker "tcp://$BROKERS" >/dev/null
 }
 
+# Builds mcpwatch: release by default (benchmarks); MCPWATCH_PROFILE=debug reuses the test
+# build, which is all a correctness run (CI's e2e) needs.
 build_release() {
-  (cd "$ROOT" && cargo build --release --quiet)
-  MCPWATCH="$ROOT/target/release/mcpwatch"
+  local profile="${MCPWATCH_PROFILE:-release}"
+  if [ "$profile" = debug ]; then
+    (cd "$ROOT" && cargo build --quiet)
+  else
+    (cd "$ROOT" && cargo build --release --quiet)
+  fi
+  MCPWATCH="${CARGO_TARGET_DIR:-$ROOT/target}/$profile/mcpwatch"
 }

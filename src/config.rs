@@ -12,6 +12,8 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 use crate::api::HttpConfig;
+use crate::cache::CacheConfig;
+use crate::features::FeaturesConfig;
 use crate::ingest::{IngestConfig, KafkaConfig};
 use crate::store::StoreConfig;
 
@@ -25,6 +27,8 @@ pub struct Config {
     pub kafka: KafkaConfig,
     pub ingest: IngestConfig,
     pub store: StoreConfig,
+    pub features: FeaturesConfig,
+    pub cache: CacheConfig,
     pub http: HttpConfig,
     pub log: LogConfig,
 }
@@ -98,7 +102,13 @@ impl Config {
             }
             fig = fig.merge(Toml::file(path));
         }
-        fig = fig.merge(Env::prefixed(ENV_PREFIX).split("__"));
+        // every setting lives in a section, so only MCPWATCH_<SECTION>__<KEY> variables are
+        // settings; MCPWATCH_CONFIG and the tools' own variables are not
+        fig = fig.merge(
+            Env::prefixed(ENV_PREFIX)
+                .filter(|k| k.as_str().contains("__"))
+                .split("__"),
+        );
         let config: Config = fig.extract().map_err(|e| ConfigError::Load {
             source: Box::new(e),
         })?;
@@ -111,6 +121,16 @@ impl Config {
         self.kafka.validate()?;
         self.ingest.validate()?;
         self.store.validate()?;
+        self.features.validate().map_err(|e| {
+            ConfigError::invalid(
+                "features",
+                e.to_string(),
+                "see config/default.toml [features]",
+            )
+        })?;
+        self.cache.validate().map_err(|e| {
+            ConfigError::invalid("cache", e.to_string(), "see config/default.toml [cache]")
+        })?;
         self.http.validate()?;
         match self.log.format.as_str() {
             "text" | "json" => Ok(()),
@@ -153,6 +173,8 @@ mod tests {
             assert!(err.contains("MCPWATCH_INGEST__BATCH_ROWS"), "{err}");
             assert!(err.contains("fix:"), "{err}");
             jail.set_env("MCPWATCH_INGEST__BATCH_ROWS", "500");
+            jail.set_env("MCPWATCH_CONFIG", "ignored-here.toml");
+            jail.set_env("MCPWATCH_PROFILE", "debug");
             jail.set_env("MCPWATCH_KAFKA__TOPICS", "[a,b]");
             let c = Config::load(None).unwrap();
             assert_eq!(c.ingest.batch_rows, 500);

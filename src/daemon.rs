@@ -9,7 +9,10 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, ApiState, Readiness, ReadinessCheck};
+use crate::cache::{self, CacheMetrics, CacheMode, CacheWriter, KeySpace};
 use crate::config::Config;
+use crate::downstream::{self, DownstreamArgs, DownstreamMetrics};
+use crate::features::{FeatureEngine, SystemClock};
 use crate::ingest::{Pipeline, PipelineArgs};
 use crate::store::{self, Partitions, Writer, WriterArgs};
 use crate::telemetry::Metrics;
@@ -41,13 +44,41 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         consumer_group: config.kafka.group_id.clone(),
         metrics: metrics.store.clone(),
     });
+    // hot cache: Redis (or in-process, or none); never blocks ingest
+    let cache_metrics = Arc::new(CacheMetrics::new());
+    let cache_backend = cache::open(&config.cache, cache_metrics.clone())
+        .await
+        .context("opening the hot cache ([cache] section)")?;
+    let cache_writer = match &cache_backend {
+        Some(backend) => {
+            CacheWriter::start(backend.clone(), &config.cache, cache_metrics.clone()).await
+        }
+        None => CacheWriter::disabled(cache_metrics.clone()),
+    };
+    let engine = Arc::new(std::sync::Mutex::new(
+        FeatureEngine::new(config.features.clone(), Arc::new(SystemClock))
+            .context("[features] section")?,
+    ));
+    let downstream_metrics = DownstreamMetrics::default();
+    let (downstream_tx, downstream_rx) = tokio::sync::mpsc::channel(64);
+    let downstream = tokio::spawn(downstream::run(DownstreamArgs {
+        batches: downstream_rx,
+        engine: engine.clone(),
+        cache: cache_writer.sender(),
+        cache_reader: cache_backend.clone(),
+        keys: KeySpace::new(&config.cache.key_prefix),
+        metrics: downstream_metrics.clone(),
+        shutdown: shutdown.clone(),
+        clock: Arc::new(now_ms),
+    }));
+
     let pipeline = Pipeline::start(PipelineArgs {
         kafka: config.kafka.clone(),
         ingest: config.ingest.clone(),
         writer,
         metrics: metrics.ingest.clone(),
         shutdown: shutdown.clone(),
-        downstream: None,
+        downstream: Some(downstream_tx),
         clock: Arc::new(now_ms),
     })
     .context("starting the Kafka source")?;
@@ -74,6 +105,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     };
 
     let kafka_up = metrics.ingest.kafka_up.clone();
+    let cache_status = cache_writer.status();
     let probe_pool = pool.clone();
     let readiness = Readiness {
         checks: vec![
@@ -86,6 +118,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                 }),
             },
             ReadinessCheck {
+                name: "cache",
+                critical: false,
+                probe: Box::new(move || {
+                    let mode = *cache_status.borrow();
+                    Box::pin(async move { mode != CacheMode::Degraded })
+                }),
+            },
+            ReadinessCheck {
                 name: "kafka",
                 critical: true,
                 probe: Box::new(move || {
@@ -95,8 +135,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             },
         ],
     };
+    let mut registry = metrics.registry();
+    cache_metrics.register(&mut registry);
+    downstream_metrics.register(&mut registry);
     let state = ApiState {
-        registry: Arc::new(metrics.registry()),
+        registry: Arc::new(registry),
         readiness: Arc::new(readiness),
     };
     let listener = tokio::net::TcpListener::bind(&config.http.listen)
@@ -111,6 +154,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     });
 
     pipeline.join().await.context("ingest pipeline")?;
+    downstream.await.context("features stage")?;
+    let cache_stats = cache_writer.close().await;
+    tracing::info!(?cache_stats, "cache writer closed");
     maintenance.await.ok();
     server
         .await

@@ -5,10 +5,13 @@
 //! [`ingest`] (Kafka → [`sample::Sample`]) → [`store`] (PostgreSQL) → [`api`] (HTTP),
 //! wired together by [`daemon`] from a typed [`config::Config`].
 
+pub mod anomaly;
 pub mod api;
 pub mod cache;
 pub mod config;
 pub mod daemon;
+pub mod demo;
+pub mod downstream;
 pub mod features;
 pub mod forecast;
 pub mod generate;

@@ -24,6 +24,19 @@ struct Cli {
 enum Command {
     /// Run the daemon: consume, store, serve /metrics, /healthz, /readyz.
     Run,
+    /// Run the daemon on the embedded default: an in-process Kafka fed by a generator of
+    /// realistic MCP-server traffic and an in-process cache (PostgreSQL: the local one).
+    Demo {
+        /// Simulated MCP servers.
+        #[arg(long, default_value_t = 40)]
+        servers: usize,
+        /// Hours of history produced before going live.
+        #[arg(long, default_value_t = 48)]
+        history_hours: i64,
+        /// Seconds between two live samples of one server.
+        #[arg(long, default_value_t = 10)]
+        live_step_secs: i64,
+    },
     /// Apply the SQL migrations in sql/ and create partitions ahead, then exit.
     Migrate,
     /// Print the effective configuration (defaults + file + environment) as JSON.
@@ -34,7 +47,7 @@ enum Command {
     /// The feature engine on CSV files in the seed's format.
     #[command(subcommand)]
     Features(Features),
-    /// Offline evaluations; each prints its figures on its last line.
+    /// Evaluations on public data; each prints its scores on its last line.
     #[command(subcommand)]
     Eval(Eval),
 }
@@ -52,6 +65,18 @@ enum Eval {
         /// `test` (rows int(0.8n)..n, the reported figure) or `validation`.
         #[arg(long, default_value = "test")]
         split: String,
+    },
+    /// Run a detector over the Numenta Anomaly Benchmark as a stream, write the official
+    /// result layout and score it with the NAB rules (standard, low FP, low FN).
+    Nab {
+        /// NAB folder with data/, labels/ and profiles.json.
+        #[arg(long, default_value = "../shared/data/nab")]
+        data: PathBuf,
+        #[arg(long, default_value = "target/nab")]
+        out: PathBuf,
+        /// mcpwatch, zscore, windowedGaussian, random or null.
+        #[arg(long, default_value = "mcpwatch")]
+        detector: String,
     },
 }
 
@@ -115,6 +140,11 @@ enum Bench {
     /// Pre-fill a topic, measure the daemon draining it into PostgreSQL, and a bare binary
     /// COPY of the same rows in the same run.
     Ingest(LoadOpts),
+    /// Streaming anomaly detection: cost per point and state per series.
+    Anomaly {
+        #[arg(long, default_value_t = 100_000)]
+        series: usize,
+    },
     /// Incremental feature engine: cost per sample and state per service.
     Features {
         #[arg(long, default_value_t = 10_000)]
@@ -218,6 +248,20 @@ fn main() -> anyhow::Result<()> {
                 mcpwatch::daemon::cancel_on_signals(shutdown.clone());
                 mcpwatch::daemon::run(config, shutdown).await
             }
+            Command::Demo {
+                servers,
+                history_hours,
+                live_step_secs,
+            } => {
+                let shutdown = CancellationToken::new();
+                mcpwatch::daemon::cancel_on_signals(shutdown.clone());
+                let args = mcpwatch::demo::DemoArgs {
+                    servers,
+                    history_hours,
+                    live_step_secs,
+                };
+                mcpwatch::demo::run(config, args, shutdown).await
+            }
             Command::Migrate => {
                 let pool = mcpwatch::store::pool(&config.store)?;
                 let partitions = mcpwatch::store::Partitions::default();
@@ -252,6 +296,25 @@ fn main() -> anyhow::Result<()> {
                     mcpwatch::features::run_bench(services, samples)
                 })
                 .await?;
+                println!("{report}");
+                Ok(())
+            }
+            Command::Bench(Bench::Anomaly { series }) => {
+                let report =
+                    tokio::task::spawn_blocking(move || mcpwatch::anomaly::run_bench(series))
+                        .await?;
+                println!("{report}");
+                Ok(())
+            }
+            Command::Eval(Eval::Nab {
+                data,
+                out,
+                detector,
+            }) => {
+                let report = tokio::task::spawn_blocking(move || {
+                    mcpwatch::anomaly::run_nab_eval(&data, &out, &detector)
+                })
+                .await??;
                 println!("{report}");
                 Ok(())
             }

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::ClientConfig;
 
+pub use crate::ingest::mock::MockKafka;
 use crate::store::{self, Partitions, StoreConfig};
 
 /// `MCPWATCH_TEST_PG` or the machine's PostgreSQL.
@@ -43,64 +43,6 @@ pub async fn fresh_store(name: &str) -> (deadpool_postgres::Pool, StoreConfig) {
     .await
     .unwrap();
     (pool, config)
-}
-
-/// A one-broker mock cluster with instant group joins. Keep the returned value alive for
-/// as long as the cluster is used.
-pub struct MockKafka {
-    /// The client that owns the mock cluster; the cluster lives as long as it does.
-    producer: BaseProducer,
-    pub brokers: String,
-}
-
-impl MockKafka {
-    pub fn new(topics: &[(&str, i32)]) -> MockKafka {
-        let producer: BaseProducer = ClientConfig::new()
-            .set("test.mock.num.brokers", "1")
-            .set("linger.ms", "0")
-            .create()
-            .unwrap();
-        // SAFETY: the handle belongs to `producer`, which outlives these calls.
-        unsafe {
-            let cluster =
-                rdkafka::bindings::rd_kafka_handle_mock_cluster(producer.client().native_ptr());
-            assert!(!cluster.is_null());
-            rdkafka::bindings::rd_kafka_mock_group_initial_rebalance_delay_ms(cluster, 0);
-        }
-        let brokers = {
-            let mock = producer.client().mock_cluster().expect("mock cluster");
-            for (topic, partitions) in topics {
-                mock.create_topic(topic, *partitions, 1).unwrap();
-            }
-            mock.bootstrap_servers()
-        };
-        MockKafka { producer, brokers }
-    }
-
-    /// Produces `(key, payload)` pairs and waits until all are acknowledged.
-    pub fn produce(&self, topic: &str, messages: &[(String, Vec<u8>)]) {
-        for (key, payload) in messages {
-            loop {
-                match self
-                    .producer
-                    .send(BaseRecord::to(topic).key(key).payload(payload))
-                {
-                    Ok(()) => break,
-                    Err((e, _)) => {
-                        assert!(
-                            matches!(
-                                e.rdkafka_error_code(),
-                                Some(rdkafka::types::RDKafkaErrorCode::QueueFull)
-                            ),
-                            "{e}"
-                        );
-                        self.producer.poll(Duration::from_millis(10));
-                    }
-                }
-            }
-        }
-        self.producer.flush(Duration::from_secs(30)).unwrap();
-    }
 }
 
 /// A dead letter read back: (reason code header, reason header, payload).

@@ -11,6 +11,7 @@ mod config;
 pub mod decode;
 pub mod dlq;
 mod metrics;
+pub mod mock;
 mod pipeline;
 mod source;
 

@@ -110,7 +110,7 @@ async fn stored(pool: &deadpool_postgres::Pool) -> (i64, i64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn valid_samples_land_exactly_once_and_malformed_ones_in_the_dead_letter_topic() {
     let (pool, _) = fresh_store("ingest_mock").await;
-    let kafka = MockKafka::new(&[(TOPIC, 4), (DLQ, 1)]);
+    let kafka = MockKafka::new(&[(TOPIC, 4), (DLQ, 1)]).unwrap();
     let now = crate::daemon::now_ms();
     let mut traffic = Traffic::new(TrafficArgs {
         services: 60,
@@ -134,7 +134,7 @@ async fn valid_samples_land_exactly_once_and_malformed_ones_in_the_dead_letter_t
     }
     let tally = traffic.tally;
     let malformed = tally.malformed as usize + bad.len();
-    kafka.produce(TOPIC, &messages);
+    kafka.produce(TOPIC, &messages).unwrap();
 
     let run = run_until_caught_up(&pool, &kafka.brokers, "g1", messages.len() as i64).await;
     let (rows, distinct) = stored(&pool).await;

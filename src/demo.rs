@@ -1,0 +1,122 @@
+//! `mcpwatch demo`: the daemon on an embedded default, for a laptop.
+//!
+//! Kafka is librdkafka's in-process mock cluster, fed by the built-in traffic
+//! [generator](crate::generate) (first a backfill of recent history, then live samples);
+//! the hot cache is the in-process [`MemoryCache`](crate::cache::MemoryCache) with the same
+//! tiers. Everything between them — ingest, store, features, API — is the production code
+//! started by [`daemon::run`](crate::daemon::run).
+
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+use crate::cache::CacheBackend;
+use crate::config::Config;
+use crate::generate::{Traffic, TrafficArgs};
+use crate::ingest::mock::MockKafka;
+
+const TOPIC: &str = "mcp-metrics";
+const DEAD_LETTERS: &str = "mcpwatch-dead-letter";
+
+/// What the demo simulates.
+#[derive(Debug, Clone)]
+pub struct DemoArgs {
+    pub servers: usize,
+    /// Hours of history produced before going live (the forecaster needs 24 buckets).
+    pub history_hours: i64,
+    /// Seconds between two live samples of one server.
+    pub live_step_secs: i64,
+}
+
+/// Starts the embedded Kafka and the generator, then runs the daemon until `shutdown`.
+pub async fn run(
+    mut config: Config,
+    args: DemoArgs,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let kafka =
+        MockKafka::new(&[(TOPIC, 4), (DEAD_LETTERS, 1)]).context("starting the embedded Kafka")?;
+    config.kafka.brokers = kafka.brokers.clone();
+    config.kafka.topics = vec![TOPIC.into()];
+    config.kafka.dead_letter_topic = DEAD_LETTERS.into();
+    config.kafka.statistics_interval_ms = 1000;
+    config.cache.backend = CacheBackend::Memory;
+    config.validate()?;
+
+    let now = crate::daemon::now_ms();
+    let history_ms = args.history_hours * 3_600_000;
+    // backfill: one sample per server every 5 minutes, small enough for the mock cluster's
+    // per-partition retention
+    let step_ms = 300_000;
+    let backfill: Vec<(String, Vec<u8>)> = Traffic::new(TrafficArgs {
+        services: args.servers,
+        samples: args.servers * (history_ms / step_ms) as usize,
+        malformed_ratio: 0.005,
+        start_ms: now - history_ms,
+        step_ms,
+        ..TrafficArgs::default()
+    })
+    .map(|m| (m.key, m.payload))
+    .collect();
+    kafka
+        .produce(TOPIC, &backfill)
+        .context("backfilling the embedded Kafka")?;
+
+    let live_shutdown = shutdown.clone();
+    let live_args = args.clone();
+    let producer = std::thread::Builder::new()
+        .name("mcpwatch-demo-generator".into())
+        .spawn(move || {
+            let step_ms = live_args.live_step_secs * 1000;
+            let start = crate::daemon::now_ms();
+            let mut traffic = Traffic::new(TrafficArgs {
+                services: live_args.servers,
+                samples: usize::MAX,
+                malformed_ratio: 0.005,
+                start_ms: start,
+                step_ms,
+                seed: 11,
+                ..TrafficArgs::default()
+            });
+            let mut round = Vec::with_capacity(live_args.servers);
+            let mut tick = 0i64;
+            while !live_shutdown.is_cancelled() {
+                round.clear();
+                round.extend(
+                    traffic
+                        .by_ref()
+                        .take(live_args.servers)
+                        .map(|m| (m.key, m.payload)),
+                );
+                if let Err(e) = kafka.produce(TOPIC, &round) {
+                    tracing::warn!(error = %e, "demo generator could not produce");
+                }
+                tick += 1;
+                let due = start + tick * step_ms;
+                while crate::daemon::now_ms() < due && !live_shutdown.is_cancelled() {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+            kafka
+        })?;
+
+    let listen = config.http.listen.clone();
+    eprintln!(
+        "\nmcpwatch demo: {} simulated MCP servers ({} h of history, then live every {} s)\n  \
+         metrics:  curl http://{listen}/metrics\n  \
+         ready:    curl http://{listen}/readyz\n  \
+         store:    PostgreSQL {} (schema {})\n  \
+         stop:     Ctrl-C\n",
+        args.servers,
+        args.history_hours,
+        args.live_step_secs,
+        config.store.url,
+        config.store.schema
+    );
+    let result = crate::daemon::run(config, shutdown.clone()).await;
+    shutdown.cancel();
+    // the cluster must outlive the daemon's clients; drop it last
+    drop(producer.join());
+    result
+}

@@ -1,0 +1,408 @@
+//! The stage after the store: every durable batch is folded into the feature engine, and the
+//! hot windows (latest sample, closed buckets, feature vectors) are offered to the cache.
+//!
+//! Sits between **store** (which hands over samples only once they are committed, so the
+//! engine never counts a sample that could still be replayed) and forecast / anomaly / api,
+//! which read the engine's windows. The engine has one owner, this stage; readers lock it
+//! briefly through [`SharedEngine`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::cache::{kind, CacheSender, HotCache, KeySpace, SampleView, Tier};
+use crate::features::{ClosedBucket, FeatureEngine, FEATURE_NAMES};
+use crate::sample::Sample;
+
+/// The feature engine, shared: written by [`run`], read by the forecaster and the API.
+pub type SharedEngine = Arc<Mutex<FeatureEngine>>;
+
+/// The stage's figures, updated once per batch.
+#[derive(Clone, Default)]
+pub struct DownstreamMetrics {
+    pub batches: Counter,
+    pub buckets_closed: Counter,
+    pub active_services: Gauge,
+    pub evicted_services: Counter,
+    pub restored_services: Counter,
+    pub engine_bytes: Gauge,
+    pub late_dropped: Gauge,
+}
+
+impl DownstreamMetrics {
+    pub fn register(&self, r: &mut Registry) {
+        r.register(
+            "mcpwatch_features_batches",
+            "Durable batches folded into the feature engine",
+            self.batches.clone(),
+        );
+        r.register(
+            "mcpwatch_features_buckets_closed",
+            "Buckets closed (gap fills included)",
+            self.buckets_closed.clone(),
+        );
+        r.register(
+            "mcpwatch_active_servers",
+            "Services with rolling state in this replica",
+            self.active_services.clone(),
+        );
+        r.register(
+            "mcpwatch_features_evicted",
+            "Idle services evicted (snapshot kept in the cache)",
+            self.evicted_services.clone(),
+        );
+        r.register(
+            "mcpwatch_features_restored",
+            "Returning services rebuilt from their cached snapshot",
+            self.restored_services.clone(),
+        );
+        r.register_with_unit(
+            "mcpwatch_features_state",
+            "Memory held by the feature engine",
+            prometheus_client::registry::Unit::Bytes,
+            self.engine_bytes.clone(),
+        );
+        r.register(
+            "mcpwatch_features_late_dropped",
+            "Samples that arrived after their bucket closed (stored, not folded in)",
+            self.late_dropped.clone(),
+        );
+    }
+}
+
+/// Constructor arguments for [`run`].
+pub struct DownstreamArgs {
+    /// Durable batches from the ingest writers.
+    pub batches: mpsc::Receiver<Arc<Vec<Sample>>>,
+    pub engine: SharedEngine,
+    /// Best-effort cache writes; never blocks.
+    pub cache: CacheSender,
+    /// Cache reads, to rebuild a returning service from its snapshot (None: no cache).
+    pub cache_reader: Option<Arc<dyn HotCache>>,
+    pub keys: KeySpace,
+    pub metrics: DownstreamMetrics,
+    pub shutdown: CancellationToken,
+    pub clock: Arc<dyn Fn() -> i64 + Send + Sync>,
+}
+
+/// A closed bucket as the cache and the API show it.
+#[derive(Serialize)]
+struct BucketView<'a> {
+    start_ms: i64,
+    width_ms: i64,
+    total_events: f64,
+    gap_filled: bool,
+    samples: u64,
+    avg_response_ms: Option<f64>,
+    max_response_ms: Option<f64>,
+    errors: f64,
+    worst_status: Option<&'static str>,
+    aggregates: HashMap<&'a str, f32>,
+}
+
+fn bucket_entry(keys: &KeySpace, b: &ClosedBucket) -> crate::cache::Entry {
+    let view = BucketView {
+        start_ms: b.start_ms,
+        width_ms: b.width_ms,
+        total_events: b.row.total_events,
+        gap_filled: b.gap_filled,
+        samples: u64::from(b.extras.samples),
+        avg_response_ms: b.extras.avg_response_ms,
+        max_response_ms: b.extras.max_response_ms,
+        errors: b.extras.errors,
+        worst_status: b.extras.worst_status.map(|s| s.as_str()),
+        aggregates: FEATURE_NAMES[..14]
+            .iter()
+            .copied()
+            .zip(b.row.aggregates)
+            .collect(),
+    };
+    let json = serde_json::to_vec(&view).unwrap_or_default();
+    keys.entry(Tier::Hourly, &b.service_id, kind::HOURLY, json)
+}
+
+/// The realtime tier lives 15 s; refreshing a service's latest sample more often than this
+/// only costs Redis round trips.
+const LATEST_REFRESH_MS: i64 = 1000;
+
+/// Folds batches into the engine until the ingest side closes, then returns.
+pub async fn run(mut args: DownstreamArgs) {
+    let mut tick = tokio::time::interval(Duration::from_secs(30));
+    // when each service's latest sample was last offered to the cache (wall clock ms)
+    let mut offered: HashMap<String, i64> = HashMap::new();
+    loop {
+        tokio::select! {
+            batch = args.batches.recv() => match batch {
+                Some(batch) => {
+                    restore_returning(&args, &batch).await;
+                    fold(&args, &batch, &mut offered);
+                }
+                None => break,
+            },
+            _ = tick.tick() => {
+                maintain(&args);
+                let horizon = (args.clock)() - 60_000;
+                offered.retain(|_, t| *t > horizon);
+            }
+            _ = args.shutdown.cancelled(), if args.batches.is_closed() => break,
+        }
+    }
+}
+
+/// Services this replica does not hold (new, evicted while idle, or handed over by a Kafka
+/// rebalance) are rebuilt from the snapshot in the cache, when there is one.
+async fn restore_returning(args: &DownstreamArgs, batch: &[Sample]) {
+    let Some(cache) = &args.cache_reader else {
+        return;
+    };
+    let missing: Vec<String> = {
+        let engine = args.engine.lock().expect("feature engine poisoned");
+        let mut ids: Vec<String> = batch
+            .iter()
+            .filter(|s| !engine.contains(&s.service_id))
+            .map(|s| s.service_id.clone())
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    };
+    if missing.is_empty() || !cache.is_available() {
+        return;
+    }
+    let keys: Vec<String> = missing
+        .iter()
+        .map(|id| args.keys.key(Tier::Features, id, "snapshot"))
+        .collect();
+    let Ok(found) = cache.get_many(&keys).await else {
+        return;
+    };
+    let mut engine = args.engine.lock().expect("feature engine poisoned");
+    for (id, snapshot) in missing.iter().zip(found) {
+        if let Some(bytes) = snapshot {
+            match engine.restore(id, &bytes) {
+                Ok(()) => {
+                    args.metrics.restored_services.inc();
+                }
+                Err(e) => {
+                    tracing::warn!(service = %id, error = %e, "ignoring an unreadable feature snapshot")
+                }
+            };
+        }
+    }
+}
+
+fn fold(args: &DownstreamArgs, batch: &[Sample], offered: &mut HashMap<String, i64>) {
+    // newest sample per service goes to the realtime tier, at most once a second each
+    let now = (args.clock)();
+    let mut latest: HashMap<&str, &Sample> = HashMap::new();
+    for s in batch {
+        if offered
+            .get(s.service_id.as_str())
+            .is_some_and(|t| now - t < LATEST_REFRESH_MS)
+        {
+            continue;
+        }
+        latest
+            .entry(s.service_id.as_str())
+            .and_modify(|l| {
+                if s.ts_ms >= l.ts_ms {
+                    *l = s
+                }
+            })
+            .or_insert(s);
+    }
+    let mut entries: Vec<crate::cache::Entry> = latest
+        .values()
+        .map(|s| SampleView::latest_entry(s, &args.keys))
+        .collect();
+    let closed = {
+        let mut engine = args.engine.lock().expect("feature engine poisoned");
+        let closed = engine.observe_batch(batch);
+        for b in &closed {
+            entries.push(bucket_entry(&args.keys, b));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for b in &closed {
+            if seen.insert(b.service_id.clone()) {
+                if let Some(v) = engine.features(&b.service_id) {
+                    let json = serde_json::to_vec(&v[..]).unwrap_or_default();
+                    entries.push(args.keys.entry(
+                        Tier::Features,
+                        &b.service_id,
+                        kind::FEATURES,
+                        json,
+                    ));
+                }
+            }
+        }
+        args.metrics.active_services.set(engine.len() as i64);
+        args.metrics
+            .late_dropped
+            .set(engine.stats().late_dropped as i64);
+        closed.len()
+    };
+    args.metrics.batches.inc();
+    args.metrics.buckets_closed.inc_by(closed as u64);
+    args.cache.offer_all(entries);
+}
+
+/// Closes the buckets of quiet services and evicts idle ones (their snapshot goes to the
+/// cache's features tier, from where a returning service is rebuilt).
+fn maintain(args: &DownstreamArgs) {
+    let now = (args.clock)();
+    let mut entries = Vec::new();
+    let mut engine = args.engine.lock().expect("feature engine poisoned");
+    for b in engine.advance_to(now) {
+        entries.push(bucket_entry(&args.keys, &b));
+    }
+    let evicted = engine.evict_idle();
+    args.metrics.evicted_services.inc_by(evicted.len() as u64);
+    for e in evicted {
+        entries.push(
+            args.keys
+                .entry(Tier::Features, &e.service_id, "snapshot", e.snapshot),
+        );
+    }
+    args.metrics.active_services.set(engine.len() as i64);
+    args.metrics.engine_bytes.set(engine.memory_bytes() as i64);
+    drop(engine);
+    args.cache.offer_all(entries);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::{CacheConfig, CacheMetrics, CacheWriter, RedisCache};
+    use crate::features::{Clock, FeaturesConfig, ManualClock};
+    use crate::sample::Origin;
+
+    const HOUR: i64 = 3_600_000;
+
+    fn sample(service: &str, ts_ms: i64, requests: f64) -> Sample {
+        let mut s = Sample::new(service, ts_ms, Origin::Mcp);
+        s.requests = Some(requests);
+        s.cpu = Some(0.5);
+        s.instance_id = Some("i-1".into());
+        s
+    }
+
+    /// Durable batches reach the engine and the real Redis; an evicted service comes back
+    /// from its snapshot with its history intact.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn batches_feed_engine_and_cache_and_returning_services_are_restored() {
+        let url = std::env::var("MCPWATCH_TEST_REDIS_URL")
+            .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let config = CacheConfig {
+            url,
+            key_prefix: format!("mcpwatch-test-downstream-{}", std::process::id()),
+            ..CacheConfig::default()
+        };
+        let metrics = Arc::new(CacheMetrics::new());
+        let redis: Arc<dyn HotCache> =
+            Arc::new(RedisCache::connect(&config, metrics.clone()).await.unwrap());
+        let writer = CacheWriter::start(redis.clone(), &config, metrics.clone()).await;
+        let start = 1_763_683_200_000; // a bucket boundary
+        let clock = Arc::new(ManualClock::new(start));
+        let engine: SharedEngine = Arc::new(Mutex::new(
+            FeatureEngine::new(FeaturesConfig::default(), clock.clone()).unwrap(),
+        ));
+        let (tx, rx) = mpsc::channel(4);
+        let keys = KeySpace::new(&config.key_prefix);
+        let shutdown = CancellationToken::new();
+        let stage_clock = clock.clone();
+        let stage = tokio::spawn(run(DownstreamArgs {
+            batches: rx,
+            engine: engine.clone(),
+            cache: writer.sender(),
+            cache_reader: Some(redis.clone()),
+            keys: keys.clone(),
+            metrics: DownstreamMetrics::default(),
+            shutdown: shutdown.clone(),
+            clock: Arc::new(move || stage_clock.now_ms()),
+        }));
+        // 30 hours of one sample per hour
+        for h in 0..30 {
+            clock.set(start + h * HOUR + 60_000);
+            tx.send(Arc::new(vec![sample(
+                "fs-1",
+                start + h * HOUR,
+                10.0 + h as f64,
+            )]))
+            .await
+            .unwrap();
+        }
+        // wait until the stage folded everything
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while engine.lock().unwrap().stats().samples < 30 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "stage did not fold the batches"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let before = engine.lock().unwrap().features("fs-1").unwrap();
+
+        // the cache holds the latest sample and the last closed bucket
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let latest = redis
+                .get(&keys.key(Tier::Realtime, "fs-1", kind::LATEST))
+                .await
+                .unwrap();
+            let hourly = redis
+                .get(&keys.key(Tier::Hourly, "fs-1", kind::HOURLY))
+                .await
+                .unwrap();
+            if latest.is_some() && hourly.is_some() {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "cache entries never arrived"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+
+        // evict (as after an idle period) and put the snapshot where the stage would
+        let snapshot = engine.lock().unwrap().snapshot("fs-1").unwrap();
+        engine.lock().unwrap().remove("fs-1");
+        redis
+            .put_batch(&[keys.entry(Tier::Features, "fs-1", "snapshot", snapshot)])
+            .await
+            .unwrap();
+        // the service returns within its current bucket: rebuilt, not started from scratch
+        tx.send(Arc::new(vec![sample(
+            "fs-1",
+            start + 29 * HOUR + 120_000,
+            1.0,
+        )]))
+        .await
+        .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while engine.lock().unwrap().stats().samples < 31 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the returning sample was not folded"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            engine.lock().unwrap().window("fs-1").map(|w| w.len()),
+            Some(24),
+            "history restored"
+        );
+        assert_eq!(engine.lock().unwrap().features("fs-1").unwrap(), before);
+
+        drop(tx);
+        shutdown.cancel();
+        stage.await.unwrap();
+        writer.close().await;
+    }
+}
