@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: demo test unit e2e lint fmt build release services
+.PHONY: demo test unit e2e lint fmt build release services ort
 
 ## demo: the daemon on the embedded default (in-process Kafka + traffic generator, in-process
 ##       cache; the local PostgreSQL, started if down). Serves on 127.0.0.1:8080.
@@ -11,7 +11,7 @@ demo: services
 
 ## test: everything CI runs — unit and integration tests (real PostgreSQL, librdkafka mock
 ##       cluster), then the end-to-end suite against a real Kafka-protocol broker.
-test: services unit e2e
+test: services ort unit e2e
 
 ## unit: cargo tests (needs PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379).
 unit:
@@ -40,3 +40,8 @@ release:
 ## services: start PostgreSQL and Redis if they are down (this machine's layout).
 services:
 	@scripts/services.sh
+
+## ort: fetch the ONNX Runtime library the forecaster loads at run time into ./lib (from the
+##      onnxruntime wheel on PyPI; no-op when present). Without it forecasts use the baseline.
+ort:
+	@scripts/fetch-ort.sh

@@ -13,6 +13,7 @@ pub mod daemon;
 pub mod demo;
 pub mod downstream;
 pub mod features;
+pub mod forecast;
 pub mod generate;
 pub mod ingest;
 pub mod loadtest;

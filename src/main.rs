@@ -54,6 +54,18 @@ enum Command {
 
 #[derive(Subcommand)]
 enum Eval {
+    /// The shipped forecaster on a seed-format CSV, exactly as the daemon runs it (features by
+    /// the Rust engine from the raw columns, one row = one 30-minute bucket, ONNX in Rust),
+    /// rolling origins every 24 rows over the chronological test (or validation) split.
+    Forecast {
+        #[arg(long)]
+        csv: PathBuf,
+        #[command(flatten)]
+        model: ModelOpts,
+        /// `test` (rows int(0.8n)..n, the reported figure) or `validation`.
+        #[arg(long, default_value = "test")]
+        split: String,
+    },
     /// Run a detector over the Numenta Anomaly Benchmark as a stream, write the official
     /// result layout and score it with the NAB rules (standard, low FP, low FN).
     Nab {
@@ -66,6 +78,34 @@ enum Eval {
         #[arg(long, default_value = "mcpwatch")]
         detector: String,
     },
+}
+
+/// Which model and runtime library the forecast commands use (defaults: forecast config).
+#[derive(clap::Args)]
+struct ModelOpts {
+    /// The model's metadata JSON (its .onnx sits next to it).
+    #[arg(long, default_value = mcpwatch::forecast::config::DEFAULT_MODEL)]
+    model: PathBuf,
+    /// The ONNX Runtime library; default: $ORT_DYLIB_PATH, next to the executable, ./lib.
+    #[arg(long)]
+    ort_library: Option<PathBuf>,
+}
+
+impl ModelOpts {
+    fn config(&self) -> mcpwatch::forecast::ForecastConfig {
+        // Every context routes to the model given, reported under its file name.
+        let name = self
+            .model
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        mcpwatch::forecast::ForecastConfig {
+            model: self.model.clone(),
+            ort_library: self.ort_library.clone(),
+            routes: [("default".to_string(), name)].into(),
+            ..Default::default()
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -81,7 +121,18 @@ enum Features {
         csv: PathBuf,
         #[arg(long)]
         out: PathBuf,
+        /// `hours`: one row per hour (the seed's hourly observations, gaps forward-filled).
+        /// `rows`: one row per input row, each a 30-minute bucket (what the forecaster is trained
+        /// and evaluated on).
+        #[arg(long, value_enum, default_value_t = ExportGrid::Hours)]
+        grid: ExportGrid,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ExportGrid {
+    Hours,
+    Rows,
 }
 
 #[derive(Subcommand)]
@@ -107,6 +158,26 @@ enum Bench {
         url: String,
         #[arg(long, default_value_t = 5_000)]
         iterations: usize,
+    },
+    /// One forecasting cycle: gather every service's window from a feature engine filled with
+    /// synthetic data, then batched LSTM inference. Last line: `cycle_ms=X batch=B`.
+    Forecast {
+        #[arg(long, default_value_t = 10_000)]
+        services: usize,
+        /// Closed 30-minute buckets per service before the cycle.
+        #[arg(long, default_value_t = 72)]
+        history: usize,
+        /// Timed cycles (after one warm-up); the median is reported.
+        #[arg(long, default_value_t = 5)]
+        cycles: usize,
+        /// Windows per ONNX call.
+        #[arg(long, default_value_t = 256)]
+        batch: usize,
+        /// Inference workers (one ONNX session each).
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+        #[command(flatten)]
+        model: ModelOpts,
     },
     /// Pre-fill a topic, SIGKILL the daemon while it drains, restart, and check the table.
     Crash {
@@ -255,9 +326,52 @@ fn main() -> anyhow::Result<()> {
                 println!("{}", mcpwatch::features::run_check(&csv)?);
                 Ok(())
             }
-            Command::Features(Features::Export { csv, out }) => {
-                let rows = mcpwatch::features::export_csv(&csv, &out)?;
+            Command::Features(Features::Export { csv, out, grid }) => {
+                let grid = match grid {
+                    ExportGrid::Hours => mcpwatch::features::CheckGrid::Seed,
+                    ExportGrid::Rows => mcpwatch::features::CheckGrid::EveryRow,
+                };
+                let rows = mcpwatch::features::export_csv_with(&csv, &out, grid)?;
                 println!("rows={rows} out={}", out.display());
+                Ok(())
+            }
+            Command::Eval(Eval::Forecast { csv, model, split }) => {
+                let split = match split.as_str() {
+                    "test" => mcpwatch::forecast::eval::EvalSplit::Test,
+                    "validation" => mcpwatch::forecast::eval::EvalSplit::Validation,
+                    other => anyhow::bail!("--split {other}: use test or validation"),
+                };
+                let opts = mcpwatch::forecast::EvalOptions {
+                    csv,
+                    config: model.config(),
+                    split,
+                };
+                let report =
+                    tokio::task::spawn_blocking(move || mcpwatch::forecast::run_eval(&opts))
+                        .await??;
+                println!("{report}");
+                Ok(())
+            }
+            Command::Bench(Bench::Forecast {
+                services,
+                history,
+                cycles,
+                batch,
+                workers,
+                model,
+            }) => {
+                let config = mcpwatch::forecast::ForecastConfig {
+                    batch_size: batch,
+                    workers,
+                    ..model.config()
+                };
+                let report =
+                    mcpwatch::forecast::run_bench(config, services, history, cycles).await?;
+                println!("{report}");
+                anyhow::ensure!(
+                    report.fallbacks == 0,
+                    "the LSTM did not run for every service (see the lines above)"
+                );
                 Ok(())
             }
             Command::Bench(Bench::Crash { load, kills }) => {

@@ -22,7 +22,10 @@
 //!
 //! `export` builds what the daemon itself would have computed from the seed's raw columns: one
 //! row per hour, hours the seed did not observe forward-filled (as a live gap), every feature
-//! causal. Training on it keeps training and serving features identical.
+//! causal. Training on it keeps training and serving features identical. With
+//! [`CheckGrid::EveryRow`] ([`export_csv_with`], `--grid rows`) it writes one row per input row
+//! instead, each input row being one 30-minute bucket — the row semantics of the seed CSV that
+//! the forecast evaluation (`mcpwatch eval forecast`) and the shipped model use.
 
 use std::fmt;
 use std::io::Write;
@@ -473,6 +476,76 @@ pub fn run_check_with(csv_path: &Path, opts: &CheckOptions) -> Result<CheckRepor
 /// and off-the-hour rows (the seed's half-hour resampling) are skipped. `hour_offset` restarts
 /// at 0. Returns the number of rows written.
 pub fn export_csv(input: &Path, output: &Path) -> Result<usize, FeatureError> {
+    export_csv_with(input, output, CheckGrid::Seed)
+}
+
+/// Width of one bucket when every CSV row is a bucket ([`CheckGrid::EveryRow`]): the seed CSV's
+/// rows are 30 minutes apart.
+pub const ROW_BUCKET_SECS: u64 = 1800;
+
+/// `features export` on either grid. [`CheckGrid::Seed`] is [`export_csv`] (hourly rows).
+/// [`CheckGrid::EveryRow`] writes one output row per input row, in order, with the input's
+/// `hour_offset`: row `i`'s features are what a [`ServiceState`] holds after the input's rows
+/// `0..=i` were pushed as consecutive 30-minute buckets starting at
+/// [`SEED_EPOCH_MS`]` + hour_offset` (missing raw values forward-filled, then 0). No row is
+/// skipped, interpolated rows included: they are simply buckets.
+pub fn export_csv_with(
+    input: &Path,
+    output: &Path,
+    grid: CheckGrid,
+) -> Result<usize, FeatureError> {
+    match grid {
+        CheckGrid::Seed => export_hourly(input, output),
+        CheckGrid::EveryRow => export_rows(input, output),
+    }
+}
+
+/// The raw rows of a seed-format CSV as consecutive buckets `(start_ms, row)`, forward-filled
+/// like the engine does: what `export --grid rows` and the forecast evaluation feed the engine.
+pub fn seed_csv_buckets(input: &Path) -> Result<Vec<(i64, RawRow)>, FeatureError> {
+    let csv = read_seed_csv(input, false)?;
+    let mut out: Vec<(i64, RawRow)> = Vec::with_capacity(csv.rows.len());
+    for r in &csv.rows {
+        let row = raw_row(r, out.last().map(|(_, p)| p));
+        out.push((start_ms(r[0]), row));
+    }
+    Ok(out)
+}
+
+fn export_rows(input: &Path, output: &Path) -> Result<usize, FeatureError> {
+    let csv = read_seed_csv(input, false)?;
+    let config = FeaturesConfig {
+        bucket_width_secs: ROW_BUCKET_SECS,
+        ..FeaturesConfig::default()
+    };
+    let p = config.params();
+    let out_path = output.display().to_string();
+    let io = |source| FeatureError::Io {
+        path: out_path.clone(),
+        source,
+    };
+    let file = std::fs::File::create(output).map_err(io)?;
+    let mut w = std::io::BufWriter::new(file);
+    writeln!(w, "{}", csv_header()).map_err(io)?;
+    let mut state = ServiceState::with_params(&p);
+    let mut line = String::with_capacity(2048);
+    for r in &csv.rows {
+        let row = raw_row(r, state.last_row().as_ref());
+        state.push_row_p(start_ms(r[0]), &row, &p);
+        let v = state.features().expect("a row was pushed");
+        line.clear();
+        use std::fmt::Write as _;
+        let _ = write!(line, "{:?},{:?}", r[0], row.total_events);
+        for x in v {
+            let _ = write!(line, ",{x:?}");
+        }
+        writeln!(w, "{line}").map_err(io)?;
+    }
+    w.flush().map_err(io)?;
+    Ok(csv.rows.len())
+}
+
+fn export_hourly(input: &Path, output: &Path) -> Result<usize, FeatureError> {
     let csv = read_seed_csv(input, false)?;
     let kinds = if csv.complete {
         classify(&csv)

@@ -1211,6 +1211,31 @@ fn export_then_check_agrees_on_all_82() {
 }
 
 #[test]
+fn row_export_has_one_row_per_input_row_and_checks_on_every_row() {
+    let Some(path) = seed_csv() else { return };
+    let dir = std::env::temp_dir().join(format!("mcpwatch-features-rows-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp dir");
+    let out = dir.join("export_rows.csv");
+    let n = export_csv_with(&path, &out, CheckGrid::EveryRow).expect("export");
+    assert_eq!(n, 1439);
+    let text = std::fs::read_to_string(&out).expect("read");
+    assert_eq!(text.lines().count(), 1440);
+    assert!(text.lines().nth(2).expect("row 2").starts_with("0.5,"));
+    let opts = CheckOptions {
+        grid: CheckGrid::EveryRow,
+        ..CheckOptions::default()
+    };
+    let r = run_check_with(&out, &opts).expect("check export");
+    assert_eq!(r.rows, 1439);
+    assert_eq!(r.matched, 82, "{r}");
+    // The buckets the evaluation feeds the engine are the export's raw columns.
+    let buckets = seed_csv_buckets(&path).expect("buckets");
+    assert_eq!(buckets.len(), 1439);
+    assert_eq!(buckets[1].0 - buckets[0].0, 1_800_000);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn check_reports_bad_files_clearly() {
     let dir = std::env::temp_dir().join(format!("mcpwatch-features-bad-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("tmp dir");
