@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::api::HttpConfig;
 use crate::cache::CacheConfig;
 use crate::features::FeaturesConfig;
+use crate::forecast::ForecastConfig;
 use crate::ingest::{IngestConfig, KafkaConfig};
 use crate::store::StoreConfig;
 
@@ -29,6 +30,7 @@ pub struct Config {
     pub store: StoreConfig,
     pub features: FeaturesConfig,
     pub cache: CacheConfig,
+    pub forecast: ForecastConfig,
     pub http: HttpConfig,
     pub log: LogConfig,
 }
@@ -130,6 +132,13 @@ impl Config {
         })?;
         self.cache.validate().map_err(|e| {
             ConfigError::invalid("cache", e.to_string(), "see config/default.toml [cache]")
+        })?;
+        self.forecast.validate().map_err(|e| {
+            ConfigError::invalid(
+                "forecast",
+                e.to_string(),
+                "see config/default.toml [forecast]",
+            )
         })?;
         self.http.validate()?;
         match self.log.format.as_str() {

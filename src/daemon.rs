@@ -13,6 +13,7 @@ use crate::cache::{self, CacheMetrics, CacheMode, CacheWriter, KeySpace};
 use crate::config::Config;
 use crate::downstream::{self, DownstreamArgs, DownstreamMetrics};
 use crate::features::{FeatureEngine, SystemClock};
+use crate::forecast::{ForecastContext, ForecastInput, ForecastMetrics, Forecaster};
 use crate::ingest::{Pipeline, PipelineArgs};
 use crate::store::{self, Partitions, Writer, WriterArgs};
 use crate::telemetry::Metrics;
@@ -70,6 +71,23 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         metrics: downstream_metrics.clone(),
         shutdown: shutdown.clone(),
         clock: Arc::new(now_ms),
+    }));
+
+    // forecasts every active service on a cadence and keeps the latest hot
+    let forecast_metrics = ForecastMetrics::default();
+    let forecaster = Forecaster::new(
+        config.forecast.clone(),
+        config.features.bucket_width_secs,
+        forecast_metrics.clone(),
+    )
+    .context("[forecast] section")?;
+    let forecast_loop = tokio::spawn(forecast_loop(ForecastLoop {
+        forecaster: forecaster.clone(),
+        engine: engine.clone(),
+        cache: cache_writer.sender(),
+        keys: KeySpace::new(&config.cache.key_prefix),
+        cadence: Duration::from_secs(config.forecast.cadence_secs),
+        shutdown: shutdown.clone(),
     }));
 
     let pipeline = Pipeline::start(PipelineArgs {
@@ -138,6 +156,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let mut registry = metrics.registry();
     cache_metrics.register(&mut registry);
     downstream_metrics.register(&mut registry);
+    forecast_metrics.register(&mut registry);
     let state = ApiState {
         registry: Arc::new(registry),
         readiness: Arc::new(readiness),
@@ -155,6 +174,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 
     pipeline.join().await.context("ingest pipeline")?;
     downstream.await.context("features stage")?;
+    forecast_loop.await.context("forecast loop")?;
     let cache_stats = cache_writer.close().await;
     tracing::info!(?cache_stats, "cache writer closed");
     maintenance.await.ok();
@@ -164,6 +184,54 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         .context("http server")?;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// What the continuous forecast needs; owned by its task.
+struct ForecastLoop {
+    forecaster: Forecaster,
+    /// Read (briefly locked) to gather each service's 24-bucket window.
+    engine: crate::downstream::SharedEngine,
+    /// Latest forecasts go to the cache's forecast tier (best effort).
+    cache: crate::cache::CacheSender,
+    keys: KeySpace,
+    cadence: Duration,
+    shutdown: CancellationToken,
+}
+
+/// Every `cadence`, forecasts every active service in batches and offers the results to the
+/// cache, where `/plans` and the query endpoints read them.
+async fn forecast_loop(l: ForecastLoop) {
+    let mut tick = tokio::time::interval(l.cadence);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = l.shutdown.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        let inputs: Vec<ForecastInput> = {
+            let engine = l.engine.lock().expect("feature engine poisoned");
+            let ids: Vec<String> = engine.service_ids().map(str::to_string).collect();
+            ids.iter()
+                .filter_map(|id| {
+                    ForecastInput::from_engine(&engine, id, ForecastContext::default())
+                })
+                .collect()
+        };
+        if inputs.is_empty() {
+            continue;
+        }
+        let outputs = l.forecaster.forecast_all(inputs).await;
+        let entries = outputs.iter().filter_map(|o| {
+            let json = serde_json::to_vec(o).ok()?;
+            Some(l.keys.entry(
+                crate::cache::Tier::Forecast,
+                &o.service_id,
+                crate::cache::kind::FORECAST,
+                json,
+            ))
+        });
+        l.cache.offer_all(entries.collect::<Vec<_>>());
+    }
 }
 
 /// Cancels `token` on SIGTERM or SIGINT.

@@ -41,7 +41,14 @@ pub async fn run(
     config.kafka.topics = vec![TOPIC.into()];
     config.kafka.dead_letter_topic = DEAD_LETTERS.into();
     config.kafka.statistics_interval_ms = 1000;
+    // every demo starts a new cluster whose offsets restart at 0, while PostgreSQL keeps the
+    // offsets of earlier runs: a group of its own per run keeps them from being skipped
+    config.kafka.group_id = format!("{}-demo-{}", config.kafka.group_id, crate::daemon::now_ms());
     config.cache.backend = CacheBackend::Memory;
+    // the shipped model was trained on 30-minute rows; the demo's buckets match it so the
+    // LSTM serves (the daemon's default 1 h buckets fall back to the baseline, and say why)
+    config.features.bucket_width_secs = 1800;
+    config.forecast.cadence_secs = config.forecast.cadence_secs.min(30);
     config.validate()?;
 
     let now = crate::daemon::now_ms();
