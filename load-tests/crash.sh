@@ -23,4 +23,4 @@ run_id="$(date +%s)-$$"
 create_topic "crash-$run_id" "$PARTITIONS"
 create_topic "crash-dlq-$run_id" 1
 "$MCPWATCH" bench crash --brokers "$BROKERS" --samples "$SAMPLES" --kills "$KILLS" \
-  --topic "crash-$run_id" --dead-letter-topic "crash-dlq-$run_id" --http-port 18081
+  --topic "crash-$run_id" --dead-letter-topic "crash-dlq-$run_id" --http-port "$HTTP_PORT"

@@ -26,4 +26,4 @@ run_id="$(date +%s)-$$"
 create_topic "ingest-$run_id" "$PARTITIONS"
 create_topic "ingest-dlq-$run_id" 1
 "$MCPWATCH" bench ingest --brokers "$BROKERS" --samples "$SAMPLES" --services "$SERVICES" \
-  --writers "$WRITERS" --topic "ingest-$run_id" --dead-letter-topic "ingest-dlq-$run_id"
+  --writers "$WRITERS" --http-port "$HTTP_PORT" --topic "ingest-$run_id" --dead-letter-topic "ingest-dlq-$run_id"

@@ -6,7 +6,12 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="${MCPWATCH_CACHE:-$HOME/.cache/mcpwatch}"
 NISSHI="$CACHE/nisshi/bin/nisshi"
-BROKER_PORT="${BROKER_PORT:-9094}"
+# a free loopback port, so concurrent runs on one machine never share a broker or a daemon
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+BROKER_PORT="${BROKER_PORT:-$(free_port)}"
+HTTP_PORT="${HTTP_PORT:-$(free_port)}"
 BROKERS="127.0.0.1:$BROKER_PORT"
 
 ensure_nisshi() {
@@ -18,11 +23,12 @@ ensure_nisshi() {
   fi
 }
 
-# Starts a broker on $BROKER_PORT unless one already answers; stops it on exit if we started it.
+# Starts a broker of our own on $BROKER_PORT (a free port unless BROKER_PORT is set) and stops
+# it on exit; with USE_RUNNING_BROKER=1 an existing broker on BROKER_PORT is used instead.
 start_broker() {
   ensure_nisshi
-  if (exec 3<>"/dev/tcp/127.0.0.1/$BROKER_PORT") 2>/dev/null; then
-    echo "using the broker already on $BROKERS" >&2
+  if [ "${USE_RUNNING_BROKER:-0}" = 1 ]; then
+    echo "using the broker on $BROKERS" >&2
     return
   fi
   local log="${TMPDIR:-/tmp}/mcpwatch-nisshi-$BROKER_PORT.log"
