@@ -49,15 +49,7 @@ pub fn prefill(args: &LoadArgs, now_ms: i64) -> anyhow::Result<(Tally, Duration)
         .set("enable.idempotence", "true")
         .create()
         .context("creating the load producer")?;
-    let span_ms = (args.samples / args.services.max(1)) as i64 * 100 + 60_000;
-    let mut traffic = Traffic::new(TrafficArgs {
-        services: args.services,
-        samples: args.samples,
-        malformed_ratio: args.malformed_ratio,
-        start_ms: now_ms - span_ms,
-        step_ms: 100,
-        ..TrafficArgs::default()
-    });
+    let mut traffic = traffic(args, now_ms);
     let started = Instant::now();
     for m in traffic.by_ref() {
         let mut record = BaseRecord::to(&args.topic).key(&m.key).payload(&m.payload);
@@ -272,6 +264,36 @@ pub async fn verify(
     Ok((stored, lost, dupes))
 }
 
+/// What a run left behind: (stored, lost, duplicates) in PostgreSQL and the dead letters.
+async fn outcome(
+    pool: &deadpool_postgres::Pool,
+    args: &LoadArgs,
+    tally: &Tally,
+) -> anyhow::Result<(u64, u64, u64, u64)> {
+    let (stored, lost, duplicates) = verify(pool, tally).await?;
+    let dlq = count_topic(
+        &args.brokers,
+        &args.dead_letter_topic,
+        tally.malformed,
+        Duration::from_secs(60),
+    )?;
+    Ok((stored, lost, duplicates, dlq))
+}
+
+/// The traffic every load test produces (and the bare COPY regenerates): deterministic for
+/// the same arguments and `now_ms`.
+fn traffic(args: &LoadArgs, now_ms: i64) -> Traffic {
+    let span_ms = (args.samples / args.services.max(1)) as i64 * 100 + 60_000;
+    Traffic::new(TrafficArgs {
+        services: args.services,
+        samples: args.samples,
+        malformed_ratio: args.malformed_ratio,
+        start_ms: now_ms - span_ms,
+        step_ms: 100,
+        ..TrafficArgs::default()
+    })
+}
+
 /// Counts the messages in a topic by reading it (brokers may under-report watermarks).
 pub fn count_topic(
     brokers: &str,
@@ -408,13 +430,7 @@ pub async fn bench_ingest(args: &LoadArgs) -> anyhow::Result<IngestReport> {
     let elapsed = started.elapsed().as_secs_f64();
     let buckets = daemon.histogram("mcpwatch_store_batch_duration_seconds");
     daemon.terminate()?;
-    let (stored, lost, duplicates) = verify(&pool, &tally).await?;
-    let dlq = count_topic(
-        &args.brokers,
-        &args.dead_letter_topic,
-        tally.malformed,
-        Duration::from_secs(60),
-    )?;
+    let (stored, lost, duplicates, dlq) = outcome(&pool, args, &tally).await?;
 
     // the bare tool: the same valid rows, binary COPY, 1000 per transaction, one connection
     let (raw_copy, raw_p50, raw_p99) = raw_copy(args, now).await?;
@@ -439,15 +455,7 @@ pub async fn bench_ingest(args: &LoadArgs) -> anyhow::Result<IngestReport> {
 /// p50/p99 batch latency in ms.
 async fn raw_copy(args: &LoadArgs, now: i64) -> anyhow::Result<(f64, f64, f64)> {
     let pool = fresh_schema(&args.pg_url, "bench_raw").await?;
-    let span_ms = (args.samples / args.services.max(1)) as i64 * 100 + 60_000;
-    let traffic = Traffic::new(TrafficArgs {
-        services: args.services,
-        samples: args.samples,
-        malformed_ratio: args.malformed_ratio,
-        start_ms: now - span_ms,
-        step_ms: 100,
-        ..TrafficArgs::default()
-    });
+    let traffic = traffic(args, now);
     let mut decoder = Decoder::new(&IngestConfig::default());
     let mut decoded = Decoded::default();
     for m in traffic {
@@ -536,13 +544,7 @@ pub async fn bench_crash(args: &LoadArgs, kills: usize) -> anyhow::Result<CrashR
     let daemon = Daemon::spawn(args, schema, &group)?;
     wait_offsets(&pool, &group, tally.messages, Duration::from_secs(1800)).await?;
     daemon.terminate()?;
-    let (stored, lost, duplicates) = verify(&pool, &tally).await?;
-    let dlq = count_topic(
-        &args.brokers,
-        &args.dead_letter_topic,
-        tally.malformed,
-        Duration::from_secs(60),
-    )?;
+    let (stored, lost, duplicates, dlq) = outcome(&pool, args, &tally).await?;
     Ok(CrashReport {
         samples: args.samples,
         stored,

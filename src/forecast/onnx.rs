@@ -231,6 +231,8 @@ impl LstmSession {
             field: field.to_string(),
             problem,
         };
+        // ort's builder error is large; these closures only pass it through to one map_err
+        #[allow(clippy::result_large_err)]
         let session = Session::builder(&runtime.env)
             .and_then(|b| {
                 b.with_optimization_level(GraphOptimizationLevel::Level3)
