@@ -13,10 +13,13 @@ use crate::cache::{self, CacheMetrics, CacheMode, CacheWriter, KeySpace};
 use crate::config::Config;
 use crate::downstream::{self, DownstreamArgs, DownstreamMetrics};
 use crate::features::{FeatureEngine, SystemClock};
-use crate::forecast::{ForecastContext, ForecastInput, ForecastMetrics, Forecaster};
+use crate::forecast::{self, ForecastCycleArgs, ForecastMetrics, ForecastStore, Forecaster};
 use crate::ingest::{Pipeline, PipelineArgs};
 use crate::store::{self, Partitions, Writer, WriterArgs};
 use crate::telemetry::Metrics;
+
+/// At most this many samples are replayed from PostgreSQL per batch of services to rebuild.
+const REBUILD_MAX_ROWS: i64 = 500_000;
 
 /// Epoch milliseconds now. The one place the daemon reads the wall clock.
 pub fn now_ms() -> i64 {
@@ -67,6 +70,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         engine: engine.clone(),
         cache: cache_writer.sender(),
         cache_reader: cache_backend.clone(),
+        history: Some(downstream::HistorySource {
+            pool: pool.clone(),
+            lookback_ms: config.features.history_buckets as i64
+                * config.features.bucket_width_secs as i64
+                * 1000,
+            max_rows: REBUILD_MAX_ROWS,
+        }),
         keys: KeySpace::new(&config.cache.key_prefix),
         metrics: downstream_metrics.clone(),
         shutdown: shutdown.clone(),
@@ -81,13 +91,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         forecast_metrics.clone(),
     )
     .context("[forecast] section")?;
-    let forecast_loop = tokio::spawn(forecast_loop(ForecastLoop {
+    let forecast_loop = tokio::spawn(forecast::run_cycles(ForecastCycleArgs {
         forecaster: forecaster.clone(),
         engine: engine.clone(),
         cache: cache_writer.sender(),
         keys: KeySpace::new(&config.cache.key_prefix),
+        store: Some(ForecastStore::new(pool.clone(), partitions.clone())),
+        bucket_width_secs: config.features.bucket_width_secs,
         cadence: Duration::from_secs(config.forecast.cadence_secs),
         shutdown: shutdown.clone(),
+        clock: Arc::new(now_ms),
     }));
 
     let pipeline = Pipeline::start(PipelineArgs {
@@ -184,54 +197,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         .context("http server")?;
     tracing::info!("stopped cleanly");
     Ok(())
-}
-
-/// What the continuous forecast needs; owned by its task.
-struct ForecastLoop {
-    forecaster: Forecaster,
-    /// Read (briefly locked) to gather each service's 24-bucket window.
-    engine: crate::downstream::SharedEngine,
-    /// Latest forecasts go to the cache's forecast tier (best effort).
-    cache: crate::cache::CacheSender,
-    keys: KeySpace,
-    cadence: Duration,
-    shutdown: CancellationToken,
-}
-
-/// Every `cadence`, forecasts every active service in batches and offers the results to the
-/// cache, where `/plans` and the query endpoints read them.
-async fn forecast_loop(l: ForecastLoop) {
-    let mut tick = tokio::time::interval(l.cadence);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = l.shutdown.cancelled() => break,
-            _ = tick.tick() => {}
-        }
-        let inputs: Vec<ForecastInput> = {
-            let engine = l.engine.lock().expect("feature engine poisoned");
-            let ids: Vec<String> = engine.service_ids().map(str::to_string).collect();
-            ids.iter()
-                .filter_map(|id| {
-                    ForecastInput::from_engine(&engine, id, ForecastContext::default())
-                })
-                .collect()
-        };
-        if inputs.is_empty() {
-            continue;
-        }
-        let outputs = l.forecaster.forecast_all(inputs).await;
-        let entries = outputs.iter().filter_map(|o| {
-            let json = serde_json::to_vec(o).ok()?;
-            Some(l.keys.entry(
-                crate::cache::Tier::Forecast,
-                &o.service_id,
-                crate::cache::kind::FORECAST,
-                json,
-            ))
-        });
-        l.cache.offer_all(entries.collect::<Vec<_>>());
-    }
 }
 
 /// Cancels `token` on SIGTERM or SIGINT.

@@ -26,11 +26,13 @@ pub mod accuracy;
 pub mod baseline;
 pub mod bench;
 pub mod config;
+pub mod cycle;
 pub mod eval;
 pub mod metadata;
 pub mod metrics;
 pub mod onnx;
 pub mod router;
+pub mod store;
 
 #[cfg(test)]
 mod tests;
@@ -47,11 +49,13 @@ pub use accuracy::{AccuracyTracker, ModelAccuracy};
 pub use baseline::{baseline_forecast, season_buckets, BASELINE_VERSION};
 pub use bench::{run_bench, BenchReport};
 pub use config::ForecastConfig;
+pub use cycle::{run_cycles, ForecastCycleArgs};
 pub use eval::{run_eval, EvalOptions, EvalReport};
 pub use metadata::ModelMetadata;
 pub use metrics::ForecastMetrics;
 pub use onnx::{LstmSession, OnnxRuntime};
 pub use router::{Engine, ForecastContext, Route, Router, RuntimeEnv, ServiceType, TimeSlot};
+pub use store::ForecastStore;
 
 use crate::features::names::{F_LAG1_EVENTS, F_LAG24_EVENTS};
 use crate::features::{FeatureEngine, FeatureVector, WINDOW_ROWS};

@@ -696,6 +696,24 @@ fn accuracy_tracker_scores_matured_points_per_model() {
     t.forget("svc");
 }
 
+#[test]
+fn accuracy_tracker_feeds_each_history_bucket_once() {
+    let mut t = AccuracyTracker::new(3600, 24, 100);
+    let id: Arc<str> = Arc::from("svc");
+    let step = 3_600_000i64;
+    // the loop's first look: 3 closed buckets, none forecast yet
+    assert_eq!(t.observe_history("svc", 2 * step, &[1.0, 2.0, 3.0]), 0);
+    assert!(t.record_forecast(&id, "lstm_h", 3 * step, &[5.0, 7.0, 9.0]));
+    // next cycle, no new bucket: nothing matures, nothing is counted twice
+    assert_eq!(t.observe_history("svc", 2 * step, &[1.0, 2.0, 3.0]), 0);
+    // two buckets later (a slow cycle): both mature, in order, once
+    assert_eq!(t.observe_history("svc", 4 * step, &[2.0, 3.0, 4.0, 4.0]), 2);
+    assert_eq!(t.observe_history("svc", 4 * step, &[2.0, 3.0, 4.0, 4.0]), 0);
+    let a = &t.accuracy()[0];
+    assert_eq!(a.points, 2);
+    assert_eq!(a.mae, (1.0 + 3.0) / 2.0);
+}
+
 // ----- with the real runtime and model (needs ONNX Runtime: `make ort`) -----------------
 
 #[tokio::test]
@@ -820,4 +838,109 @@ fn eval_on_the_seed_csv_beats_seasonal_naive() {
         last.contains(" mae_baseline=") && last.contains(" rel_mae="),
         "{last}"
     );
+}
+
+// ----- the continuous loop ---------------------------------------------------------------
+
+/// One cycle forecasts every active service, leaves the forecast hot in the cache, stores it in
+/// PostgreSQL with its model version, and a later cycle scores it once its buckets closed.
+#[tokio::test]
+async fn a_cycle_caches_stores_and_later_scores_forecasts() {
+    use crate::cache::{kind, KeySpace, Tier};
+    use crate::cache::{
+        CacheBackend, CacheConfig, CacheMetrics, CacheWriter, HotCache, MemoryCache,
+    };
+    use crate::store::Partitions;
+
+    let (pool, _) = crate::testing::fresh_store("forecast_cycle").await;
+    let cache_config = CacheConfig {
+        backend: CacheBackend::Memory,
+        ..CacheConfig::default()
+    };
+    let cache_metrics = Arc::new(CacheMetrics::new());
+    let cache: Arc<dyn HotCache> = Arc::new(MemoryCache::new(&cache_config, cache_metrics.clone()));
+    let writer = CacheWriter::start(cache.clone(), &cache_config, cache_metrics).await;
+    let values: Vec<f64> = (0..84)
+        .map(|k| 50.0 + 10.0 * ((k % 48) as f64 / 8.0).sin())
+        .collect();
+    let engine = Arc::new(std::sync::Mutex::new(engine_with(&rows_of(&values[..60]))));
+    let metrics = ForecastMetrics::default();
+    let forecaster =
+        Forecaster::new(no_runtime_config(), ROW_BUCKET_SECS, metrics.clone()).unwrap();
+    let keys = KeySpace::new("test_cycle");
+    let mut cycle = cycle::ForecastCycle::new(ForecastCycleArgs {
+        forecaster,
+        engine: engine.clone(),
+        cache: writer.sender(),
+        keys: keys.clone(),
+        store: Some(ForecastStore::new(
+            pool.clone(),
+            Arc::new(Partitions::default()),
+        )),
+        bucket_width_secs: ROW_BUCKET_SECS,
+        cadence: std::time::Duration::from_secs(60),
+        shutdown: tokio_util::sync::CancellationToken::new(),
+        clock: Arc::new(|| 1_763_690_000_000),
+    });
+    let first = cycle.once().await;
+    assert_eq!((first.services, first.stored, first.matured), (1, 1, 0));
+    // hot in the cache's forecast tier
+    let key = keys.key(Tier::Forecast, "s", kind::FORECAST);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    let cached = loop {
+        if let Some(v) = cache.get(&key).await.unwrap() {
+            break v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "forecast never reached the cache"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    };
+    let json: serde_json::Value = serde_json::from_slice(&cached).unwrap();
+    assert_eq!(json["model_version"], BASELINE_VERSION);
+    assert_eq!(json["values"].as_array().unwrap().len(), 24);
+    // in PostgreSQL with its model version and why it fell back
+    let client = pool.get().await.unwrap();
+    let row = client
+        .query_one(
+            "SELECT model_version, fallback_reason, cardinality(\"values\") FROM forecasts",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), BASELINE_VERSION);
+    assert_eq!(
+        row.get::<_, Option<String>>(1).as_deref(),
+        Some("runtime_missing")
+    );
+    assert_eq!(row.get::<_, i32>(2), 24);
+
+    // a day of buckets closes: the first forecast's 24 points mature, each exactly once
+    engine
+        .lock()
+        .unwrap()
+        .replay_buckets("s", &rows_of(&values)[60..]);
+    let second = cycle.once().await;
+    assert_eq!(second.matured, 24);
+    let acc = cycle.tracker().accuracy();
+    assert_eq!(acc.len(), 1);
+    assert_eq!(acc[0].points, 24);
+    let want_mae = {
+        let first: Vec<f64> = serde_json::from_value(json["values"].clone()).unwrap();
+        first
+            .iter()
+            .zip(&values[60..84])
+            .map(|(f, a)| (f - a).abs())
+            .sum::<f64>()
+            / 24.0
+    };
+    // the engine keeps lagged targets at f32 precision, hence the tolerance
+    assert!(
+        (acc[0].mae - want_mae).abs() < 1e-4,
+        "{} vs {want_mae}",
+        acc[0].mae
+    );
+    assert_eq!(cycle.once().await.matured, 0, "nothing matures twice");
+    writer.close().await;
 }

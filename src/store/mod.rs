@@ -8,6 +8,7 @@
 mod config;
 pub mod copy;
 pub mod metrics;
+pub mod read;
 pub mod schema;
 mod writer;
 
