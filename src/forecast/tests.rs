@@ -188,7 +188,7 @@ fn metadata_mismatches_name_the_file_the_field_and_the_fix() {
         "{e}"
     );
     assert!(
-        e.contains("fix:") && e.contains("features export --grid rows"),
+        e.contains("fix:") && e.contains("mcpwatch features export"),
         "{e}"
     );
 
