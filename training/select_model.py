@@ -144,7 +144,8 @@ def run_mix(names: list[str], seeds: list[int], ds: C.Dataset) -> dict:
             outs[n].append(m.predict(C.windows(p.x, vo), verbose=0))
     score = lambda o: C.protocol_scores(p.pre.inverse_target(o), ds.target, vo, ds.season)
     ref_hp = next((h for h in hps if h.arch == "seasonal_residual"), None)
-    result = {"mix": names, "seeds": seeds, "per_config_ensemble": {}}
+    result = {"mix": names, "seeds": seeds, "row_minutes": ds.row_minutes,
+              "seasonal_reference_feature": hps[0].seasonal_reference_feature, "per_config_ensemble": {}}
     if ref_hp is not None:  # the untrained seasonal_residual member is the in-graph reference alone
         m = C.build_member(ref_hp, p.pre, ds.feature_names, "reference_only")
         result["reference_only"] = score(m.predict(C.windows(p.x, vo), verbose=0))
