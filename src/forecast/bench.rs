@@ -16,8 +16,8 @@ use std::time::Instant;
 use rand::{Rng, SeedableRng};
 
 use super::{
-    season_buckets, ForecastConfig, ForecastContext, ForecastError, ForecastInput,
-    ForecastMetrics, Forecaster, ModelMetadata,
+    season_buckets, ForecastConfig, ForecastContext, ForecastError, ForecastInput, ForecastMetrics,
+    Forecaster, ModelMetadata,
 };
 use crate::features::{FeatureEngine, FeaturesConfig, ManualClock, RawRow};
 

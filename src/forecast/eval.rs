@@ -31,7 +31,9 @@ use super::{
     baseline_forecast, season_buckets, ForecastConfig, ForecastContext, ForecastError,
     ForecastInput, ForecastMetrics, Forecaster, ModelMetadata,
 };
-use crate::features::{seed_csv_grid_buckets, CheckGrid, FeatureEngine, FeaturesConfig, ManualClock};
+use crate::features::{
+    seed_csv_grid_buckets, CheckGrid, FeatureEngine, FeaturesConfig, ManualClock,
+};
 
 /// Which rows the origins are drawn from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -103,10 +103,7 @@ fn default_config() -> ForecastConfig {
 fn half_hour_config() -> ForecastConfig {
     ForecastConfig {
         model: repo().join(config::HALF_HOUR_MODEL),
-        routes: BTreeMap::from([(
-            "default".to_string(),
-            config::HALF_HOUR_ROUTE.to_string(),
-        )]),
+        routes: BTreeMap::from([("default".to_string(), config::HALF_HOUR_ROUTE.to_string())]),
         ..ForecastConfig::default()
     }
 }
@@ -861,7 +858,10 @@ fn each_shipped_model_accepts_only_its_bucket_width() {
     assert_eq!(v2.row_interval_minutes, Some(30));
     v2.check_bucket_width(ROW_BUCKET_SECS)
         .expect("v2 fits 30-minute buckets");
-    let e = v2.check_bucket_width(default_width()).unwrap_err().to_string();
+    let e = v2
+        .check_bucket_width(default_width())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("bucket_width_secs = 1800"), "{e}");
 }
 
@@ -876,7 +876,10 @@ fn eval_resolves_the_model_and_the_grid() {
         (PathBuf::from(config::HALF_HOUR_MODEL), CheckGrid::EveryRow)
     );
     let (m, g) = resolve(None, Some(CheckGrid::Seed)).expect("grid only");
-    assert_eq!((m, g), (PathBuf::from(config::DEFAULT_MODEL), CheckGrid::Seed));
+    assert_eq!(
+        (m, g),
+        (PathBuf::from(config::DEFAULT_MODEL), CheckGrid::Seed)
+    );
     let h1 = repo().join(config::DEFAULT_MODEL);
     assert_eq!(
         resolve(Some(h1.clone()), None).expect("model only").1,
@@ -897,7 +900,10 @@ fn eval_resolves_the_model_and_the_grid() {
     let path = d.join("lstm_test_v1.json");
     std::fs::write(&path, v.to_string()).expect("write");
     let e = resolve(Some(path), None).unwrap_err().to_string();
-    assert!(e.contains("row_interval_minutes") && e.contains("15"), "{e}");
+    assert!(
+        e.contains("row_interval_minutes") && e.contains("15"),
+        "{e}"
+    );
     let _ = std::fs::remove_dir_all(&d);
 }
 
@@ -1049,7 +1055,9 @@ fn eval_on_the_hourly_grid_matches_the_python_evaluation() {
     let py = &meta["metrics"]["test"];
     assert_eq!(py["origins"].as_u64(), Some(6));
     let py_model = py["mae_model"].as_f64().expect("mae_model");
-    let py_naive = py["mae_seasonal_naive"].as_f64().expect("mae_seasonal_naive");
+    let py_naive = py["mae_seasonal_naive"]
+        .as_f64()
+        .expect("mae_seasonal_naive");
     assert!(
         (r.mae_seasonal_naive - py_naive).abs() < 1e-9,
         "{} vs {py_naive}",
@@ -1061,9 +1069,14 @@ fn eval_on_the_hourly_grid_matches_the_python_evaluation() {
         r.mae_model
     );
     let last = r.to_string().lines().last().expect("lines").to_string();
-    assert!(last.starts_with("horizon=24 origins=6 mae_model="), "{last}");
     assert!(
-        last.contains(" mae_seasonal_naive=") && last.contains(" mae_baseline=") && last.contains(" rel_mae="),
+        last.starts_with("horizon=24 origins=6 mae_model="),
+        "{last}"
+    );
+    assert!(
+        last.contains(" mae_seasonal_naive=")
+            && last.contains(" mae_baseline=")
+            && last.contains(" rel_mae="),
         "{last}"
     );
 }
