@@ -190,7 +190,7 @@ enum Bench {
     Forecast {
         #[arg(long, default_value_t = 10_000)]
         services: usize,
-        /// Closed 30-minute buckets per service before the cycle.
+        /// Closed buckets per service before the cycle (of the width the model was trained on).
         #[arg(long, default_value_t = 72)]
         history: usize,
         /// Timed cycles (after one warm-up); the median is reported.
