@@ -45,9 +45,18 @@ pub async fn run(
     // offsets of earlier runs: a group of its own per run keeps them from being skipped
     config.kafka.group_id = format!("{}-demo-{}", config.kafka.group_id, crate::daemon::now_ms());
     config.cache.backend = CacheBackend::Memory;
-    // the shipped model was trained on 30-minute rows; the demo's buckets match it so the
-    // LSTM serves (the daemon's default 1 h buckets fall back to the baseline, and say why)
+    // 30-minute buckets fill a demo's short history twice as fast, and run the model trained
+    // on 30-minute rows (lstm_total_events_v2), named explicitly: the default model
+    // (lstm_total_events_h1) is the one for the daemon's default 1 h buckets
     config.features.bucket_width_secs = 1800;
+    if config.forecast.model == std::path::Path::new(crate::forecast::config::DEFAULT_MODEL) {
+        config.forecast.model = crate::forecast::config::HALF_HOUR_MODEL.into();
+    }
+    for version in config.forecast.routes.values_mut() {
+        if version == crate::forecast::config::DEFAULT_ROUTE {
+            *version = crate::forecast::config::HALF_HOUR_ROUTE.into();
+        }
+    }
     config.forecast.cadence_secs = config.forecast.cadence_secs.min(30);
     config.validate()?;
 

@@ -54,14 +54,20 @@ enum Command {
 
 #[derive(Subcommand)]
 enum Eval {
-    /// The shipped forecaster on a seed-format CSV, exactly as the daemon runs it (features by
-    /// the Rust engine from the raw columns, one row = one 30-minute bucket, ONNX in Rust),
-    /// rolling origins every 24 rows over the chronological test (or validation) split.
+    /// A shipped forecaster on a seed-format CSV, exactly as the daemon runs it (features by
+    /// the Rust engine from the raw columns, ONNX in Rust), rolling origins every 24 rows over
+    /// the chronological test (or validation) split. Without --model and --grid: the 30-minute
+    /// model on 30-minute rows (`lstm_total_events_v2`, `--grid rows`).
     Forecast {
         #[arg(long)]
         csv: PathBuf,
         #[command(flatten)]
         model: ModelOpts,
+        /// `hours`: one 1-hour bucket per hour (the daemon's default width; default model
+        /// `lstm_total_events_h1`). `rows`: every row a 30-minute bucket (`…_v2`). Default: the
+        /// grid of --model's `row_interval_minutes`, or `rows` without --model.
+        #[arg(long, value_enum)]
+        grid: Option<ExportGrid>,
         /// `test` (rows int(0.8n)..n, the reported figure) or `validation`.
         #[arg(long, default_value = "test")]
         split: String,
@@ -83,9 +89,10 @@ enum Eval {
 /// Which model and runtime library the forecast commands use (defaults: forecast config).
 #[derive(clap::Args)]
 struct ModelOpts {
-    /// The model's metadata JSON (its .onnx sits next to it).
-    #[arg(long, default_value = mcpwatch::forecast::config::DEFAULT_MODEL)]
-    model: PathBuf,
+    /// The model's metadata JSON (its .onnx sits next to it). Default: the forecast config's
+    /// default model (`models/lstm_total_events_h1.json`, 1-hour buckets).
+    #[arg(long)]
+    model: Option<PathBuf>,
     /// The ONNX Runtime library; default: $ORT_DYLIB_PATH, next to the executable, ./lib.
     #[arg(long)]
     ort_library: Option<PathBuf>,
@@ -93,15 +100,25 @@ struct ModelOpts {
 
 impl ModelOpts {
     fn config(&self) -> mcpwatch::forecast::ForecastConfig {
-        // Every context routes to the model given, reported under its file name.
-        let name = self
+        let model = self
             .model
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(mcpwatch::forecast::config::DEFAULT_MODEL));
+        Self::config_for(model, self.ort_library.clone())
+    }
+
+    fn config_for(
+        model: PathBuf,
+        ort_library: Option<PathBuf>,
+    ) -> mcpwatch::forecast::ForecastConfig {
+        // Every context routes to the model given, reported under its file name.
+        let name = model
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
         mcpwatch::forecast::ForecastConfig {
-            model: self.model.clone(),
-            ort_library: self.ort_library.clone(),
+            model,
+            ort_library,
             routes: [("default".to_string(), name)].into(),
             ..Default::default()
         }
@@ -121,9 +138,9 @@ enum Features {
         csv: PathBuf,
         #[arg(long)]
         out: PathBuf,
-        /// `hours`: one row per hour (the seed's hourly observations, gaps forward-filled).
-        /// `rows`: one row per input row, each a 30-minute bucket (what the forecaster is trained
-        /// and evaluated on).
+        /// `hours`: one row per hour (the seed's hourly observations, gaps forward-filled; what
+        /// `lstm_total_events_h1`, the model for the default 1-hour buckets, is trained on).
+        /// `rows`: one row per input row, each a 30-minute bucket (`lstm_total_events_v2`).
         #[arg(long, value_enum, default_value_t = ExportGrid::Hours)]
         grid: ExportGrid,
     },
@@ -133,6 +150,15 @@ enum Features {
 enum ExportGrid {
     Hours,
     Rows,
+}
+
+impl ExportGrid {
+    fn grid(self) -> mcpwatch::features::CheckGrid {
+        match self {
+            ExportGrid::Hours => mcpwatch::features::CheckGrid::Seed,
+            ExportGrid::Rows => mcpwatch::features::CheckGrid::EveryRow,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -164,7 +190,7 @@ enum Bench {
     Forecast {
         #[arg(long, default_value_t = 10_000)]
         services: usize,
-        /// Closed 30-minute buckets per service before the cycle.
+        /// Closed buckets per service before the cycle (of the width the model was trained on).
         #[arg(long, default_value_t = 72)]
         history: usize,
         /// Timed cycles (after one warm-up); the median is reported.
@@ -327,24 +353,30 @@ fn main() -> anyhow::Result<()> {
                 Ok(())
             }
             Command::Features(Features::Export { csv, out, grid }) => {
-                let grid = match grid {
-                    ExportGrid::Hours => mcpwatch::features::CheckGrid::Seed,
-                    ExportGrid::Rows => mcpwatch::features::CheckGrid::EveryRow,
-                };
-                let rows = mcpwatch::features::export_csv_with(&csv, &out, grid)?;
+                let rows = mcpwatch::features::export_csv_with(&csv, &out, grid.grid())?;
                 println!("rows={rows} out={}", out.display());
                 Ok(())
             }
-            Command::Eval(Eval::Forecast { csv, model, split }) => {
+            Command::Eval(Eval::Forecast {
+                csv,
+                model,
+                split,
+                grid,
+            }) => {
                 let split = match split.as_str() {
                     "test" => mcpwatch::forecast::eval::EvalSplit::Test,
                     "validation" => mcpwatch::forecast::eval::EvalSplit::Validation,
                     other => anyhow::bail!("--split {other}: use test or validation"),
                 };
+                let (path, grid) = mcpwatch::forecast::eval::resolve_model_and_grid(
+                    model.model.clone(),
+                    grid.map(ExportGrid::grid),
+                )?;
                 let opts = mcpwatch::forecast::EvalOptions {
                     csv,
-                    config: model.config(),
+                    config: ModelOpts::config_for(path, model.ort_library.clone()),
                     split,
+                    grid,
                 };
                 let report =
                     tokio::task::spawn_blocking(move || mcpwatch::forecast::run_eval(&opts))
