@@ -180,7 +180,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     };
     // forecast anomalies flagged by POST /plans go here (the alerter, when wired); without a
     // receiver they are counted in mcpwatch_plan_anomalies_total only
-    let forecast_anomalies: Option<tokio::sync::mpsc::Sender<crate::forecast::policy::ForecastAnomaly>> = None;
+    let forecast_anomalies: Option<
+        tokio::sync::mpsc::Sender<crate::forecast::policy::ForecastAnomaly>,
+    > = None;
     let core = api::ApiCore::new(
         api::ApiCoreArgs {
             config: config.api.clone(),
@@ -232,7 +234,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     key_refresher.await.ok();
     // the server's state (and with it every audit sender) is gone: the writer drains and stops
     if let Some(task) = audit_writer {
-        if tokio::time::timeout(Duration::from_secs(10), task).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .is_err()
+        {
             tracing::warn!("plans audit writer did not drain within 10 s");
         }
     }

@@ -319,7 +319,9 @@ fn main() -> anyhow::Result<()> {
                     mcpwatch::daemon::now_ms(),
                 )
                 .await
-                .with_context(|| format!("preparing schema {} at store.url", config.store.schema))?;
+                .with_context(|| {
+                    format!("preparing schema {} at store.url", config.store.schema)
+                })?;
                 use mcpwatch::api::auth;
                 match cmd {
                     Apikey::Create { name } => {
@@ -333,7 +335,8 @@ fn main() -> anyhow::Result<()> {
                             println!(
                                 "{:<14} {:<26} {:<26} {}",
                                 k.id,
-                                k.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                                k.created_at
+                                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                                 k.revoked_at.map_or("-".to_string(), |t| t
                                     .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
                                 k.name

@@ -144,8 +144,8 @@ async fn write(args: &AuditArgs, batch: &[PlanRecord]) -> Result<(), crate::stor
                   AS t(ts, key_id, service_id, metric_name, github_url, context, requirements, \
                        model_version, forecast_source, flavor, cost, anomaly, response)",
             &[
-                &ts, &key_id, &service, &metric, &url, &context, &req, &version, &source,
-                &flavor, &cost, &anomaly, &response,
+                &ts, &key_id, &service, &metric, &url, &context, &req, &version, &source, &flavor,
+                &cost, &anomaly, &response,
             ],
         )
         .await?;

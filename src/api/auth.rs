@@ -18,7 +18,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rand::RngCore;
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio_util::sync::CancellationToken;
@@ -51,7 +50,7 @@ pub struct NewKey {
 }
 
 /// A key as `apikey list` shows it (never the secret).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct KeyInfo {
     pub id: String,
     pub name: String,
@@ -322,7 +321,10 @@ mod tests {
         assert_eq!(cache.verify(&token), Verdict::Valid(Arc::from(id.as_str())));
         // right id, wrong secret
         let (other_id, other, _) = generate();
-        let forged = token.replace(&parse_token(&token).unwrap().1[..], parse_token(&other).unwrap().1);
+        let forged = token.replace(
+            parse_token(&token).unwrap().1,
+            parse_token(&other).unwrap().1,
+        );
         assert_eq!(cache.verify(&forged), Verdict::Unknown);
         assert_eq!(cache.verify(&other), Verdict::Unknown);
         assert_ne!(other_id, id);

@@ -51,7 +51,6 @@ pub(crate) struct FleetPrior {
     pub events: f64,
     pub cpu: f64,
     pub memory: f64,
-    pub services: usize,
 }
 
 /// Shared state of the API handlers.
@@ -96,7 +95,10 @@ pub struct ApiCore {
 impl ApiCore {
     /// Builds the shared state. `writer` (when the cache has one) makes reads follow its
     /// mode and lets computed forecasts be offered back.
-    pub fn new(args: ApiCoreArgs, writer: Option<&CacheWriter>) -> Result<ApiCore, crate::forecast::ForecastError> {
+    pub fn new(
+        args: ApiCoreArgs,
+        writer: Option<&CacheWriter>,
+    ) -> Result<ApiCore, crate::forecast::ForecastError> {
         let router = args.forecaster.config().router()?;
         let default_route = router.route(&ForecastContext::default()).version.clone();
         let mut read = ReadThrough::new(args.cache.clone(), args.cache_metrics.clone());
@@ -159,13 +161,16 @@ impl ApiCore {
             for id in ids {
                 if let Some(row) = engine.state(id).and_then(|s| s.last_row()) {
                     events.push(row.total_events);
-                    cpu.push(row.aggregates[crate::features::bucket::A_AVG_CPU]);
-                    memory.push(row.aggregates[crate::features::bucket::A_AVG_MEMORY]);
+                    cpu.push(f64::from(
+                        row.aggregates[crate::features::bucket::A_AVG_CPU],
+                    ));
+                    memory.push(f64::from(
+                        row.aggregates[crate::features::bucket::A_AVG_MEMORY],
+                    ));
                 }
             }
         }
         let p = FleetPrior {
-            services: events.len(),
             events: median(&mut events),
             cpu: median(&mut cpu),
             memory: median(&mut memory),

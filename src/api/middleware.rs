@@ -45,7 +45,9 @@ pub async fn track(State(state): State<ApiState>, req: Request, next: Next) -> R
             route: route.clone(),
         })
         .observe(started.elapsed().as_secs_f64());
-    m.requests.get_or_create(&RouteLabels { route, status }).inc();
+    m.requests
+        .get_or_create(&RouteLabels { route, status })
+        .inc();
     response
 }
 
@@ -65,11 +67,17 @@ pub async fn json_errors(req: Request, next: Next) -> Response {
         return response;
     }
     let (code, message) = match status {
-        StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "this route does not take that method"),
-        StatusCode::REQUEST_TIMEOUT | StatusCode::SERVICE_UNAVAILABLE => {
-            ("timeout", "the request took longer than http.request_timeout_ms")
+        StatusCode::METHOD_NOT_ALLOWED => {
+            ("method_not_allowed", "this route does not take that method")
         }
-        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "the body is larger than http.max_body_bytes"),
+        StatusCode::REQUEST_TIMEOUT | StatusCode::SERVICE_UNAVAILABLE => (
+            "timeout",
+            "the request took longer than http.request_timeout_ms",
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "payload_too_large",
+            "the body is larger than http.max_body_bytes",
+        ),
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "send application/json"),
         StatusCode::INTERNAL_SERVER_ERROR => ("internal", "internal error; the daemon logged it"),
         s if s.is_client_error() => ("bad_request", "the request could not be understood"),
@@ -86,7 +94,9 @@ pub async fn json_errors(req: Request, next: Next) -> Response {
 }
 
 /// The 500 a caught panic becomes (then given the JSON shape by layer 2).
-pub fn panic_response(state: &ApiState) -> impl Fn(Box<dyn std::any::Any + Send>) -> Response + Clone {
+pub fn panic_response(
+    state: &ApiState,
+) -> impl Fn(Box<dyn std::any::Any + Send>) -> Response + Clone {
     let metrics = state.core.metrics.clone();
     move |err| {
         metrics.panics.inc();
@@ -96,8 +106,12 @@ pub fn panic_response(state: &ApiState) -> impl Fn(Box<dyn std::any::Any + Send>
             .or_else(|| err.downcast_ref::<String>().cloned())
             .unwrap_or_default();
         tracing::error!(panic = %what, "a request handler panicked");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; the daemon logged it")
-            .into_response()
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; the daemon logged it",
+        )
+        .into_response()
     }
 }
 
@@ -116,7 +130,10 @@ pub async fn authorize(State(state): State<ApiState>, mut req: Request, next: Ne
     }
     let key_id = if core.config.auth {
         let fail = |reason: &'static str, e: ApiError| {
-            core.metrics.auth_failures.get_or_create(&ReasonLabel { reason }).inc();
+            core.metrics
+                .auth_failures
+                .get_or_create(&ReasonLabel { reason })
+                .inc();
             let mut r = e.into_response();
             if r.status() == StatusCode::UNAUTHORIZED {
                 r.headers_mut()
@@ -145,13 +162,19 @@ pub async fn authorize(State(state): State<ApiState>, mut req: Request, next: Ne
             Verdict::Revoked => {
                 return fail(
                     "revoked",
-                    ApiError::new(StatusCode::FORBIDDEN, "forbidden", "this API key has been revoked"),
+                    ApiError::new(
+                        StatusCode::FORBIDDEN,
+                        "forbidden",
+                        "this API key has been revoked",
+                    ),
                 )
             }
             Verdict::Unavailable => {
                 return fail(
                     "unavailable",
-                    ApiError::unavailable("API keys cannot be checked yet (PostgreSQL unreachable)"),
+                    ApiError::unavailable(
+                        "API keys cannot be checked yet (PostgreSQL unreachable)",
+                    ),
                 )
             }
         }
@@ -159,7 +182,9 @@ pub async fn authorize(State(state): State<ApiState>, mut req: Request, next: Ne
         None
     };
     if core.limiter.is_enabled() {
-        let bucket = key_id.clone().unwrap_or_else(|| std::sync::Arc::from("anonymous"));
+        let bucket = key_id
+            .clone()
+            .unwrap_or_else(|| std::sync::Arc::from("anonymous"));
         if let Decision::Limit { retry_after_secs } = core.limiter.check(&bucket) {
             core.metrics.rate_limited.inc();
             let mut r = ApiError::new(

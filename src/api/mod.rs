@@ -24,9 +24,9 @@ pub mod ratelimit;
 pub mod stats;
 
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 mod testkit;
+#[cfg(test)]
+mod tests;
 #[cfg(test)]
 mod tests_integration;
 #[cfg(test)]
@@ -86,10 +86,19 @@ pub fn app(state: ApiState) -> Router {
         .route("/v1/stats", get(stats::stats))
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(state.http.max_body_bytes))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::authorize))
-        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::authorize,
+        ))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            timeout,
+        ))
         .layer(CatchPanicLayer::custom(middleware::panic_response(&state)))
         .layer(axum::middleware::from_fn(middleware::json_errors))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::track))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::track,
+        ))
         .with_state(state)
 }

@@ -23,7 +23,9 @@ impl Modify for BearerAuth {
             SecurityScheme::Http(
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
-                    .description(Some("An API key from `mcpwatch apikey create` (mcpw_<id>_<secret>)"))
+                    .description(Some(
+                        "An API key from `mcpwatch apikey create` (mcpw_<id>_<secret>)",
+                    ))
                     .build(),
             ),
         );

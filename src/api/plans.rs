@@ -287,6 +287,15 @@ impl PlanInput {
     }
 }
 
+/// A number as a message shows it: plain, or in scientific notation when huge.
+fn short(x: f64) -> String {
+    if x.abs() >= 1e6 {
+        format!("{x:e}")
+    } else {
+        x.to_string()
+    }
+}
+
 fn invalid(field: &str, message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message).with_field(field)
 }
@@ -326,7 +335,10 @@ fn string<'a>(
         None => Ok(None),
         Some(Value::String(s)) => {
             if s.chars().any(char::is_control) {
-                return Err(invalid(path, format!("`{path}` must not contain control characters")));
+                return Err(invalid(
+                    path,
+                    format!("`{path}` must not contain control characters"),
+                ));
             }
             if s.chars().count() > max_chars {
                 return Err(invalid(
@@ -410,7 +422,11 @@ pub fn is_http_url(s: &str) -> bool {
     let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
     let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
         match v6.split_once(']') {
-            Some((h, p)) if !h.is_empty() && h.chars().all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.') => {
+            Some((h, p))
+                if !h.is_empty()
+                    && h.chars()
+                        .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.') =>
+            {
                 (h, p.strip_prefix(':'))
             }
             _ => return false,
@@ -427,7 +443,8 @@ pub fn is_http_url(s: &str) -> bool {
             .all(|c| c.is_alphanumeric() || matches!(c, '.' | '-' | '_' | ':'))
         && !host.starts_with(['.', '-'])
         && !host.ends_with('-');
-    let port_ok = port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.parse::<u16>().is_ok_and(|n| n > 0));
+    let port_ok =
+        port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.parse::<u16>().is_ok_and(|n| n > 0));
     host_ok && port_ok
 }
 
@@ -445,7 +462,10 @@ pub fn validate(body: &Value) -> Result<PlanInput, ApiError> {
     let metric = Metric::parse(metric_name).ok_or_else(|| {
         invalid(
             "metric_name",
-            format!("`metric_name` must be one of {}, got {metric_name:?}", Metric::ACCEPTED),
+            format!(
+                "`metric_name` must be one of {}, got {metric_name:?}",
+                Metric::ACCEPTED
+            ),
         )
     })?;
     let requirements = string(top, "requirements", "requirements", 4096)?.map(str::to_string);
@@ -478,7 +498,11 @@ pub fn validate(body: &Value) -> Result<PlanInput, ApiError> {
     let service_type = choice(
         ctx,
         "service_type",
-        &[("web", ServiceType::Web), ("api", ServiceType::Api), ("db", ServiceType::Db)],
+        &[
+            ("web", ServiceType::Web),
+            ("api", ServiceType::Api),
+            ("db", ServiceType::Db),
+        ],
         ServiceType::Web,
     )?;
     let runtime_env = choice(
@@ -504,7 +528,10 @@ pub fn validate(body: &Value) -> Result<PlanInput, ApiError> {
         Some(w) => {
             return Err(invalid(
                 "context.weight",
-                format!("`context.weight` must be > 0 (and at most 1e6), got {w}"),
+                format!(
+                    "`context.weight` must be > 0 (and at most 1e6), got {}",
+                    short(w)
+                ),
             ))
         }
     };
@@ -529,7 +556,10 @@ pub fn validate(body: &Value) -> Result<PlanInput, ApiError> {
         Some(other) => {
             return Err(invalid(
                 "context.expected_users",
-                format!("`context.expected_users` must be an integer, got {}", type_name(other)),
+                format!(
+                    "`context.expected_users` must be an integer, got {}",
+                    type_name(other)
+                ),
             ))
         }
     };
@@ -647,7 +677,9 @@ pub async fn events_basis(core: &ApiCore, service_id: &str, ctx: ForecastContext
     if let Some(c) = cached_forecast(core, service_id).await {
         let fresh = match &input {
             Some(i) => c.first_bucket_ms > i.last_bucket_ms,
-            None => core.now_ms() - c.first_bucket_ms <= core.config.forecast_max_age_secs as i64 * 1000,
+            None => {
+                core.now_ms() - c.first_bucket_ms <= core.config.forecast_max_age_secs as i64 * 1000
+            }
         };
         if fresh && c.routed_version == route && !c.values.is_empty() && c.step_ms > 0 {
             return Basis {
@@ -666,7 +698,10 @@ pub async fn events_basis(core: &ApiCore, service_id: &str, ctx: ForecastContext
         if let Some(o) = out.into_iter().next() {
             if route == core.default_route {
                 if let (Some(refill), Ok(json)) = (&core.refill, serde_json::to_vec(&o)) {
-                    refill.offer(core.keys.entry(Tier::Forecast, service_id, kind::FORECAST, json));
+                    refill.offer(
+                        core.keys
+                            .entry(Tier::Forecast, service_id, kind::FORECAST, json),
+                    );
                 }
             }
             return Basis {
@@ -734,7 +769,11 @@ fn fraction_basis(core: &ApiCore, input: &PlanInput) -> Basis {
                 Some(v) => cold_start(core, v, COLD_START_CONTEXT),
                 None => {
                     let p = core.fleet_prior();
-                    let level = if input.metric == Metric::Memory { p.memory } else { p.cpu };
+                    let level = if input.metric == Metric::Memory {
+                        p.memory
+                    } else {
+                        p.cpu
+                    };
                     cold_start(core, level, COLD_START_FLEET)
                 }
             }
@@ -800,11 +839,14 @@ pub struct Plan {
 /// Runs the whole pipeline for a validated request.
 pub async fn make_plan(core: &ApiCore, input: &PlanInput, key_id: Option<&str>) -> Plan {
     let basis = match input.metric {
-        Metric::TotalEvents => events_basis(core, &input.service_id, input.forecast_context()).await,
+        Metric::TotalEvents => {
+            events_basis(core, &input.service_id, input.forecast_context()).await
+        }
         Metric::Cpu | Metric::Memory => fraction_basis(core, input),
     };
     let scale = input.metric.scale();
-    let needed = (PLAN_HOURS as u64 * HOUR_MS as u64).div_ceil(basis.step_ms.max(1) as u64) as usize;
+    let needed =
+        (PLAN_HOURS as u64 * HOUR_MS as u64).div_ceil(basis.step_ms.max(1) as u64) as usize;
     let extension: Vec<f64> = if basis.values.len() >= needed {
         Vec::new()
     } else if basis.history.is_empty() {
@@ -892,7 +934,10 @@ pub async fn make_plan(core: &ApiCore, input: &PlanInput, key_id: Option<&str>) 
 }
 
 /// Parses the body: JSON only, within the size limit.
-pub fn parse_body(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
+pub fn parse_body(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Value, ApiError> {
     if let Some(ct) = headers.get(header::CONTENT_TYPE) {
         let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
         let essence = ct.split(';').next().unwrap_or("").trim();
@@ -912,7 +957,11 @@ pub fn parse_body(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> R
                 "the body is larger than http.max_body_bytes",
             )
         } else {
-            ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", format!("could not read the body: {e}"))
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_body",
+                format!("could not read the body: {e}"),
+            )
         }
     })?;
     if body.is_empty() {
@@ -983,10 +1032,16 @@ pub async fn plans(
             source: plan.source.as_str(),
         })
         .inc();
-    let anomaly_json = plan.anomaly.as_ref().and_then(|a| serde_json::to_string(a).ok());
+    let anomaly_json = plan
+        .anomaly
+        .as_ref()
+        .and_then(|a| serde_json::to_string(a).ok());
     if let Some(a) = plan.anomaly {
         core.metrics.plan_anomalies.inc();
-        let sent = core.anomalies.as_ref().is_some_and(|tx| tx.try_send(a).is_ok());
+        let sent = core
+            .anomalies
+            .as_ref()
+            .is_some_and(|tx| tx.try_send(a).is_ok());
         if !sent && core.anomalies.is_some() {
             core.metrics.plan_anomalies_dropped.inc();
         }
@@ -1009,7 +1064,10 @@ pub async fn plans(
         });
     }
     (
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
         body,
     )
         .into_response()

@@ -72,7 +72,9 @@ pub struct ServersQuery {
 pub(crate) async fn server_list(state: &ApiState, limit: usize) -> (usize, Vec<ServerInfo>) {
     let core = &state.core;
     let now = core.now_ms();
-    let (active, mut rows): (usize, Vec<(String, i64, u64, Option<i64>)>) = {
+    // (id, last seen, closed buckets, newest bucket start)
+    type Row = (String, i64, u64, Option<i64>);
+    let (active, mut rows): (usize, Vec<Row>) = {
         let engine = core.engine.lock().unwrap_or_else(|e| e.into_inner());
         let mut ids: Vec<&str> = engine.service_ids().collect();
         ids.sort_unstable();
@@ -81,7 +83,12 @@ pub(crate) async fn server_list(state: &ApiState, limit: usize) -> (usize, Vec<S
             .take(limit)
             .filter_map(|id| {
                 let s = engine.state(id)?;
-                Some((id.to_string(), s.last_seen_ms(), s.rows(), s.last_bucket_start_ms()))
+                Some((
+                    id.to_string(),
+                    s.last_seen_ms(),
+                    s.rows(),
+                    s.last_bucket_start_ms(),
+                ))
             })
             .collect();
         (engine.len(), rows)
@@ -186,7 +193,12 @@ pub struct MetricsResponse {
 }
 
 fn bad_query(field: &str, message: String) -> ApiError {
-    ApiError::new(axum::http::StatusCode::BAD_REQUEST, "invalid_query", message).with_field(field)
+    ApiError::new(
+        axum::http::StatusCode::BAD_REQUEST,
+        "invalid_query",
+        message,
+    )
+    .with_field(field)
 }
 
 /// RFC 3339 or epoch milliseconds.
@@ -196,22 +208,35 @@ fn parse_time(field: &str, s: &str) -> Result<i64, ApiError> {
     }
     DateTime::parse_from_rfc3339(s)
         .map(|t| t.timestamp_millis())
-        .map_err(|_| bad_query(field, format!("`{field}` must be RFC 3339 or epoch milliseconds, got {s:?}")))
+        .map_err(|_| {
+            bad_query(
+                field,
+                format!("`{field}` must be RFC 3339 or epoch milliseconds, got {s:?}"),
+            )
+        })
 }
 
 /// `90`, `90s`, `5m`, `1h`, `7d` → milliseconds.
 pub fn parse_duration_ms(field: &str, s: &str) -> Result<i64, ApiError> {
     let s = s.trim();
     let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: i64 = digits
-        .parse()
-        .map_err(|_| bad_query(field, format!("`{field}` must be a duration such as 60, 30s, 5m, 1h, got {s:?}")))?;
+    let n: i64 = digits.parse().map_err(|_| {
+        bad_query(
+            field,
+            format!("`{field}` must be a duration such as 60, 30s, 5m, 1h, got {s:?}"),
+        )
+    })?;
     let mult = match unit {
         "" | "s" => 1000,
         "m" => 60_000,
         "h" => 3_600_000,
         "d" => 86_400_000,
-        _ => return Err(bad_query(field, format!("`{field}`: unknown unit {unit:?} (use s, m, h or d)"))),
+        _ => {
+            return Err(bad_query(
+                field,
+                format!("`{field}`: unknown unit {unit:?} (use s, m, h or d)"),
+            ))
+        }
     };
     n.checked_mul(mult)
         .filter(|v| *v > 0)
@@ -398,7 +423,12 @@ pub async fn forecast(
         model_version: f.model_version,
         routed_version: f.routed_version,
         fallback_reason: f.fallback_reason.map(|r| r.as_str().to_string()),
-        source: if source == Source::Cache { "cache" } else { "computed" }.into(),
+        source: if source == Source::Cache {
+            "cache"
+        } else {
+            "computed"
+        }
+        .into(),
         step_secs: f.step_ms / 1000,
         response_time_ms: elapsed_ms(started),
     }))
@@ -453,7 +483,10 @@ pub const RESPONSE_TIME_SHARE: f64 = 0.10;
 pub const ERROR_RATE_PP: f64 = 1.0;
 
 /// The verdict from two windows' figures.
-pub fn judge(current: &WindowStats, previous: &WindowStats) -> (String, String, Option<f64>, Option<f64>) {
+pub fn judge(
+    current: &WindowStats,
+    previous: &WindowStats,
+) -> (String, String, Option<f64>, Option<f64>) {
     if current.samples == 0 || previous.samples == 0 {
         return (
             "stable".into(),
@@ -470,8 +503,10 @@ pub fn judge(current: &WindowStats, previous: &WindowStats) -> (String, String, 
         (Some(c), Some(p)) => Some((c - p) * 100.0),
         _ => None,
     };
-    let worse = rt.is_some_and(|r| r > RESPONSE_TIME_SHARE) || er.is_some_and(|e| e > ERROR_RATE_PP);
-    let better = rt.is_some_and(|r| r < -RESPONSE_TIME_SHARE) || er.is_some_and(|e| e < -ERROR_RATE_PP);
+    let worse =
+        rt.is_some_and(|r| r > RESPONSE_TIME_SHARE) || er.is_some_and(|e| e > ERROR_RATE_PP);
+    let better =
+        rt.is_some_and(|r| r < -RESPONSE_TIME_SHARE) || er.is_some_and(|e| e < -ERROR_RATE_PP);
     let describe = |rt: Option<f64>, er: Option<f64>| {
         let mut parts = Vec::new();
         if let Some(r) = rt {
@@ -540,7 +575,11 @@ async fn query_windows(
     let mut previous = empty(now_ms - 2 * window_ms, now_ms - window_ms);
     let mut current = empty(now_ms - window_ms, now_ms);
     for r in rows {
-        let slot = if r.get::<_, bool>(0) { &mut current } else { &mut previous };
+        let slot = if r.get::<_, bool>(0) {
+            &mut current
+        } else {
+            &mut previous
+        };
         let requests: f64 = r.get(4);
         let errors: f64 = r.get(5);
         slot.samples = r.get(1);
@@ -571,7 +610,10 @@ pub async fn trend(
         None => 3_600_000,
     };
     if !(60_000..=7 * 86_400_000).contains(&window) {
-        return Err(bad_query("window", "`window` must be between 1m and 7d".into()));
+        return Err(bad_query(
+            "window",
+            "`window` must be between 1m and 7d".into(),
+        ));
     }
     // one minute granularity: the cache entry of this minute serves everyone
     let now = core.now_ms().div_euclid(60_000) * 60_000;

@@ -20,7 +20,9 @@ pub fn monotonic_micros() -> MicrosClock {
 pub enum Decision {
     Allow,
     /// Rejected; the next request would pass after this many seconds (rounded up, ≥ 1).
-    Limit { retry_after_secs: u64 },
+    Limit {
+        retry_after_secs: u64,
+    },
 }
 
 /// Shared by every request. Keys that have not been seen for a while are forgotten.

@@ -123,7 +123,8 @@ pub async fn stats(State(state): State<ApiState>) -> Json<StatsResponse> {
     let core = &state.core;
     let now = core.now_ms();
     // readiness probes, concurrently
-    let checks = futures::future::join_all(state.readiness.checks.iter().map(|c| (c.probe)())).await;
+    let checks =
+        futures::future::join_all(state.readiness.checks.iter().map(|c| (c.probe)())).await;
     let (active, servers) = super::query::server_list(&state, 10_000).await;
     let mut by_status: BTreeMap<String, usize> = BTreeMap::new();
     for s in &servers {
@@ -132,7 +133,8 @@ pub async fn stats(State(state): State<ApiState>) -> Json<StatsResponse> {
     // cache
     let cm = &core.cache_metrics;
     let reads_cache = cm.reads_served(crate::cache::Source::Cache);
-    let reads_db = cm.reads_served(crate::cache::Source::Database) + cm.reads_served(crate::cache::Source::None);
+    let reads_db = cm.reads_served(crate::cache::Source::Database)
+        + cm.reads_served(crate::cache::Source::None);
     let hit_rate = if reads_cache + reads_db == 0 {
         0.0
     } else {
@@ -159,7 +161,10 @@ pub async fn stats(State(state): State<ApiState>) -> Json<StatsResponse> {
         .as_ref()
         .map_or((0, 0), |m| (m.samples_decoded.get(), m.dead_letters.get()));
     let samples_per_sec = {
-        let mut readings = core.ingest_readings.lock().unwrap_or_else(|e| e.into_inner());
+        let mut readings = core
+            .ingest_readings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         readings.push_back((now, samples_total));
         while readings.len() > 2 && readings.front().is_some_and(|(t, _)| now - t > 60_000) {
             readings.pop_front();
@@ -262,7 +267,8 @@ pub async fn stats(State(state): State<ApiState>) -> Json<StatsResponse> {
         let down = by_status.get("down").copied().unwrap_or(0);
         let degraded = by_status.get("degraded").copied().unwrap_or(0);
         let stale = by_status.get("stale").copied().unwrap_or(0);
-        let value = 1.0 - (down as f64 + 0.5 * degraded as f64 + 0.5 * stale as f64) / counted as f64;
+        let value =
+            1.0 - (down as f64 + 0.5 * degraded as f64 + 0.5 * stale as f64) / counted as f64;
         components.push(component(
             "services",
             10.0,
@@ -276,7 +282,10 @@ pub async fn stats(State(state): State<ApiState>) -> Json<StatsResponse> {
                 .take(5)
                 .map(|s| s.id.as_str())
                 .collect();
-            urgent.push(format!("{down} service(s) report status down: {}", names.join(", ")));
+            urgent.push(format!(
+                "{down} service(s) report status down: {}",
+                names.join(", ")
+            ));
         }
         if stale > 0 {
             recommendations.push(format!(

@@ -26,7 +26,6 @@ pub struct Kit {
     pub state: ApiState,
     pub cache: Arc<MemoryCache>,
     pub clock: Arc<AtomicI64>,
-    pub engine_clock: Arc<ManualClock>,
     pub keys: KeySpace,
 }
 
@@ -115,7 +114,6 @@ pub fn kit(o: KitOptions) -> Kit {
         },
         cache,
         clock,
-        engine_clock,
         keys,
     }
 }
@@ -130,15 +128,24 @@ impl Kit {
         (status, headers, String::from_utf8_lossy(&body).into_owned())
     }
 
-    pub async fn post_plan(&self, body: &str, token: Option<&str>) -> (StatusCode, axum::http::HeaderMap, String) {
+    pub async fn post_plan(
+        &self,
+        body: &str,
+        token: Option<&str>,
+    ) -> (StatusCode, axum::http::HeaderMap, String) {
         let mut b = Request::post("/plans").header("content-type", "application/json");
         if let Some(t) = token {
             b = b.header("authorization", format!("Bearer {t}"));
         }
-        self.send(b.body(Body::from(body.to_string())).unwrap()).await
+        self.send(b.body(Body::from(body.to_string())).unwrap())
+            .await
     }
 
-    pub async fn get(&self, uri: &str, token: Option<&str>) -> (StatusCode, axum::http::HeaderMap, String) {
+    pub async fn get(
+        &self,
+        uri: &str,
+        token: Option<&str>,
+    ) -> (StatusCode, axum::http::HeaderMap, String) {
         let mut b = Request::get(uri);
         if let Some(t) = token {
             b = b.header("authorization", format!("Bearer {t}"));
@@ -171,7 +178,11 @@ impl Kit {
         let mut engine = self.state.core.engine.lock().unwrap();
         let start = T0 - hours * 3_600_000;
         for h in 0..hours {
-            let mut s = crate::sample::Sample::new(service, start + h * 3_600_000, crate::sample::Origin::Mcp);
+            let mut s = crate::sample::Sample::new(
+                service,
+                start + h * 3_600_000,
+                crate::sample::Origin::Mcp,
+            );
             s.requests = Some(f(h));
             s.cpu = Some(0.4);
             s.memory = Some(0.5);

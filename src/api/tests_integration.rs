@@ -55,7 +55,10 @@ async fn revocation_takes_effect_within_the_refresh_period() {
             break;
         }
         assert_eq!(status, StatusCode::OK);
-        assert!(revoked_at.elapsed() < Duration::from_secs(5), "revocation never took effect");
+        assert!(
+            revoked_at.elapsed() < Duration::from_secs(5),
+            "revocation never took effect"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let took = revoked_at.elapsed();
@@ -171,7 +174,10 @@ async fn plans_audit_metrics_and_trend_on_real_services() {
         assert!(Instant::now() < deadline, "plan never recorded");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    assert_eq!(row.get::<_, Option<String>>(0).as_deref(), Some(key.id.as_str()));
+    assert_eq!(
+        row.get::<_, Option<String>>(0).as_deref(),
+        Some(key.id.as_str())
+    );
     assert_eq!(row.get::<_, String>(1), "it-svc");
     let ctx: String = client
         .query_one("SELECT context->>'time_slot' FROM plans", &[])
@@ -179,10 +185,16 @@ async fn plans_audit_metrics_and_trend_on_real_services() {
         .unwrap()
         .get(0);
     assert_eq!(ctx, "normal");
-    assert_eq!(row.get::<_, Option<String>>(3).as_deref(), Some("keep p99 under 200 ms"));
+    assert_eq!(
+        row.get::<_, Option<String>>(3).as_deref(),
+        Some("keep p99 under 200 ms")
+    );
     assert_eq!(row.get::<_, String>(4), "cache");
     assert_eq!(row.get::<_, String>(5), "large");
-    assert_eq!(serde_json::from_str::<Value>(&row.get::<_, String>(6)).unwrap(), plan);
+    assert_eq!(
+        serde_json::from_str::<Value>(&row.get::<_, String>(6)).unwrap(),
+        plan
+    );
     assert_eq!(metrics.audit_written.get(), 1);
 
     // samples for the metrics and trend endpoints: the previous hour fast, the last hour slow
@@ -231,18 +243,30 @@ async fn plans_audit_metrics_and_trend_on_real_services() {
         if v["source"] == "cache" {
             break v;
         }
-        assert!(Instant::now() < deadline, "never served from the cache: {text}");
+        assert!(
+            Instant::now() < deadline,
+            "never served from the cache: {text}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(second["points"], first["points"]);
     assert!(cache_metrics.reads_served(crate::cache::Source::Cache) >= 1);
 
-    let (status, _, text) = k.get("/v1/servers/it-svc/trend?window=1h", Some(&key.token)).await;
+    let (status, _, text) = k
+        .get("/v1/servers/it-svc/trend?window=1h", Some(&key.token))
+        .await;
     assert_eq!(status, StatusCode::OK, "{text}");
     let trend: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(trend["trend"], "degrading", "{text}");
-    assert!((trend["response_time_change"].as_f64().unwrap() - 0.5).abs() < 0.05, "{text}");
-    assert_eq!(trend["current"]["samples"].as_i64().unwrap() + trend["previous"]["samples"].as_i64().unwrap(), 120);
+    assert!(
+        (trend["response_time_change"].as_f64().unwrap() - 0.5).abs() < 0.05,
+        "{text}"
+    );
+    assert_eq!(
+        trend["current"]["samples"].as_i64().unwrap()
+            + trend["previous"]["samples"].as_i64().unwrap(),
+        120
+    );
     let (status, _, _) = k.get("/v1/servers/nobody/trend", Some(&key.token)).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 

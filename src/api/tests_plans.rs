@@ -56,8 +56,18 @@ fn spec_rule_table() {
     // users × time slot × forecast (max, mean) → flavor, straight from SPEC §7
     let mut table = String::from("users slot max mean -> flavor cost\n");
     for users in [0, 500, 501, 5000, 5001] {
-        for slot in [TimeSlot::Peak, TimeSlot::Normal, TimeSlot::Low, TimeSlot::Weekend] {
-            for (max, mean) in [(60.0, 50.0), (1000.0, 500.0), (1000.5, 100.0), (900.0, 500.5)] {
+        for slot in [
+            TimeSlot::Peak,
+            TimeSlot::Normal,
+            TimeSlot::Low,
+            TimeSlot::Weekend,
+        ] {
+            for (max, mean) in [
+                (60.0, 50.0),
+                (1000.0, 500.0),
+                (1000.5, 100.0),
+                (900.0, 500.5),
+            ] {
                 let f = flavor(users, slot, max, mean);
                 table.push_str(&format!(
                     "{users} {} {max} {mean} -> {} {}\n",
@@ -95,7 +105,10 @@ async fn plan_table_end_to_end() {
                     "low" => TimeSlot::Low,
                     _ => TimeSlot::Weekend,
                 };
-                assert_eq!(p.recommended_flavor, flavor(users, slot_t, max, mean).as_str());
+                assert_eq!(
+                    p.recommended_flavor,
+                    flavor(users, slot_t, max, mean).as_str()
+                );
                 table.push_str(&format!(
                     "{users} {slot} {name} -> {} {} {max:.1} {mean:.1} {}\n",
                     p.recommended_flavor, p.expected_cost_per_day, p.prediction.model_version
@@ -173,14 +186,23 @@ async fn computed_and_cold_start_plans_say_so() {
     let p = plan(&text);
     assert_eq!(p.prediction.model_version, COLD_START_FLEET);
     let v = p.prediction.predictions[5].value;
-    assert!(v > 90.0 && p.prediction.predictions.iter().all(|x| x.value == v), "{text}");
+    assert!(
+        v > 90.0 && p.prediction.predictions.iter().all(|x| x.value == v),
+        "{text}"
+    );
     // cpu of a known service: the baseline on its window, within 0..1
     let b = json!({"service_id": "known", "metric_name": "cpu_usage",
         "context": {"github_url": "https://github.com/acme/known"}});
     let (_, _, text) = k.post_plan(&b.to_string(), None).await;
     let p = plan(&text);
     assert_eq!(p.prediction.model_version, "baseline_seasonal_v1");
-    assert!(p.prediction.predictions.iter().all(|x| (x.value - 0.4).abs() < 1e-9), "{text}");
+    assert!(
+        p.prediction
+            .predictions
+            .iter()
+            .all(|x| (x.value - 0.4).abs() < 1e-6),
+        "{text}"
+    );
     // memory of an unknown service with curr_mem given: a context cold start
     let b = json!({"service_id": "new-one", "metric_name": "memory_usage",
         "context": {"github_url": "https://github.com/acme/new", "curr_mem": 70}});
@@ -197,7 +219,10 @@ async fn stale_or_other_version_cache_entries_are_not_used() {
     // made before the newest closed bucket: stale, computed anew
     k.cache_forecast("svc", vec![5000.0; 24], T0 - HOUR).await;
     let (_, _, text) = k.post_plan(&body(None, None), None).await;
-    assert!(plan(&text).prediction.predictions[0].value < 200.0, "{text}");
+    assert!(
+        plan(&text).prediction.predictions[0].value < 200.0,
+        "{text}"
+    );
     // fresh: used
     k.cache_forecast("svc", vec![300.0; 24], T0).await;
     let (_, _, text) = k.post_plan(&body(None, None), None).await;
@@ -218,7 +243,11 @@ async fn anomalous_forecasts_are_flagged_without_blocking() {
     k.cache_forecast("svc", vec![101.0; 24], T0).await;
     let (status, _, _) = k.post_plan(&body(Some(5000), None), None).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(metrics.plan_anomalies.get(), 0, "context scaling alone is no anomaly");
+    assert_eq!(
+        metrics.plan_anomalies.get(),
+        0,
+        "context scaling alone is no anomaly"
+    );
     // a forecast ten times the history
     k.cache_forecast("svc", vec![1000.0; 24], T0).await;
     for _ in 0..3 {
@@ -304,7 +333,10 @@ async fn validation_errors() {
         let (status, _, text) = k.post_plan(b, None).await;
         assert!(status.is_client_error(), "{name}: {status} {text}");
         let v: Value = serde_json::from_str(&text).unwrap();
-        assert!(v["error"]["code"].is_string() && v["error"]["message"].is_string(), "{text}");
+        assert!(
+            v["error"]["code"].is_string() && v["error"]["message"].is_string(),
+            "{text}"
+        );
         out.push_str(&format!("{name}: {} {text}\n", status.as_u16()));
     }
     // wrong media type, too large a body
@@ -364,8 +396,14 @@ async fn auth_answers_401_403_and_keeps_open_paths_open() {
     assert!(text.contains("\"code\":\"unauthorized\""));
     let (other_id, other, _) = generate();
     assert_ne!(other_id, id);
-    assert_eq!(k.post_plan(&body(None, None), Some(&other)).await.0, StatusCode::UNAUTHORIZED);
-    assert_eq!(k.post_plan(&body(None, None), Some("garbage")).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        k.post_plan(&body(None, None), Some(&other)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        k.post_plan(&body(None, None), Some("garbage")).await.0,
+        StatusCode::UNAUTHORIZED
+    );
     let (status, _, text) = k.post_plan(&body(None, None), Some(&token)).await;
     assert_eq!(status, StatusCode::OK, "{text}");
     assert_eq!(k.get("/v1/ping", Some(&token)).await.0, StatusCode::OK);
@@ -419,7 +457,14 @@ async fn openapi_document_names_every_route() {
         assert!(v["paths"][p].is_object(), "{p} missing");
     }
     let plan = &v["components"]["schemas"]["PlanResponse"]["properties"];
-    for f in ["prediction", "recommended_flavor", "min_instances", "max_instances", "expected_cost_per_day", "generated_at"] {
+    for f in [
+        "prediction",
+        "recommended_flavor",
+        "min_instances",
+        "max_instances",
+        "expected_cost_per_day",
+        "generated_at",
+    ] {
         assert!(plan[f].is_object(), "{f}");
     }
 }
@@ -431,7 +476,9 @@ fn any_json() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(|n| json!(n)),
-        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| json!(f)),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(|f| json!(f)),
         ".*".prop_map(Value::String),
         "\\PC{0,40}".prop_map(Value::String),
     ];
@@ -481,7 +528,9 @@ fn raw_body() -> impl Strategy<Value = Vec<u8>> {
         prop::collection::vec(any::<u8>(), 0..256),
         "\\PC{0,200}".prop_map(String::into_bytes),
         // a valid body padded far past the limit, or deeply nested
-        (1usize..4).prop_map(|n| format!("{{\"requirements\":\"{}\"}}", "é".repeat(n * 40_000)).into_bytes()),
+        (1usize..4).prop_map(
+            |n| format!("{{\"requirements\":\"{}\"}}", "é".repeat(n * 40_000)).into_bytes()
+        ),
         (1usize..2000).prop_map(|d| format!("{}{}", "[".repeat(d), "]".repeat(d)).into_bytes()),
     ]
 }
@@ -493,12 +542,20 @@ fn check_answer(status: StatusCode, text: &str) -> Result<(), TestCaseError> {
             .map_err(|e| TestCaseError::fail(format!("200 without a plan ({e}): {text}")))?;
         prop_assert_eq!(p.prediction.predictions.len(), 24);
         prop_assert!(["small", "medium", "large"].contains(&p.recommended_flavor.as_str()));
-        prop_assert!(p.prediction.predictions.iter().all(|x| x.value.is_finite() && x.value >= 0.0));
+        prop_assert!(p
+            .prediction
+            .predictions
+            .iter()
+            .all(|x| x.value.is_finite() && x.value >= 0.0));
     } else {
         prop_assert!(status.is_client_error(), "{} {}", status, text);
         let v: Value = serde_json::from_str(text)
             .map_err(|e| TestCaseError::fail(format!("{status} without JSON ({e}): {text}")))?;
-        prop_assert!(v["error"]["code"].is_string() && v["error"]["message"].is_string(), "{}", text);
+        prop_assert!(
+            v["error"]["code"].is_string() && v["error"]["message"].is_string(),
+            "{}",
+            text
+        );
     }
     Ok(())
 }

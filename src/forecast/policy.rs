@@ -57,6 +57,7 @@ pub enum Scale {
 /// The processed series and what the policy did to it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PolicyOutcome {
+    /// The processed series, same length as the input.
     pub values: Vec<f64>,
     /// Values changed by the clamps or the winsorising (step 2–3).
     pub clamped: usize,
@@ -83,7 +84,11 @@ pub fn apply(values: &[f64], weight: f64, scale: Scale, config: &PolicyConfig) -
         .iter()
         .map(|&x| {
             let v = x * weight;
-            let c = if v.is_finite() { v.clamp(0.0, ceiling) } else { 0.0 };
+            let c = if v.is_finite() {
+                v.clamp(0.0, ceiling)
+            } else {
+                0.0
+            };
             if c != v {
                 clamped += 1;
             }
@@ -147,10 +152,12 @@ pub struct ZScore {
     pub z: f64,
     /// Index of the forecast value that reached it.
     pub at: usize,
+    /// Mean of the finite history points.
     pub history_mean: f64,
     /// The standard deviation used (floored at 1 % of |mean|, so a flat history does not turn
     /// a tiny wobble into an infinite score).
     pub history_std: f64,
+    /// Finite history points used.
     pub history_points: usize,
 }
 
@@ -167,7 +174,13 @@ pub fn forecast_zscore(history: &[f64], forecast: &[f64]) -> Option<ZScore> {
     let std = var.sqrt().max(0.01 * mean.abs()).max(1e-6);
     let (at, z) = forecast
         .iter()
-        .map(|v| if v.is_finite() { (v - mean).abs() / std } else { 0.0 })
+        .map(|v| {
+            if v.is_finite() {
+                (v - mean).abs() / std
+            } else {
+                0.0
+            }
+        })
         .enumerate()
         .max_by(|a, b| a.1.total_cmp(&b.1))?;
     Some(ZScore {
@@ -183,19 +196,28 @@ pub fn forecast_zscore(history: &[f64], forecast: &[f64]) -> Option<ZScore> {
 /// alerter (best effort, never blocking the request) and recorded with the plan.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ForecastAnomaly {
+    /// The service planned for.
     pub service_id: String,
+    /// The plan's metric (`total_events`, `cpu_usage`, …).
     pub metric_name: String,
+    /// The model that produced the forecast.
     pub model_version: String,
     /// Who asked (API key id), when the request was authenticated.
     pub key_id: Option<String>,
+    /// The highest z-score over the forecast.
     pub z_score: f64,
+    /// The threshold it passed (`api.anomaly_z`).
     pub threshold: f64,
     /// The forecast value that scored highest, in the service's own units (context scaling
     /// divided out), and its time (epoch ms).
     pub value: f64,
+    /// Start of the hour of `value`, epoch ms.
     pub value_at_ms: i64,
+    /// Mean of the history, per hour.
     pub history_mean: f64,
+    /// Standard deviation used (floored).
     pub history_std: f64,
+    /// History points compared with.
     pub history_points: usize,
     /// When it was detected (epoch ms).
     pub detected_at_ms: i64,
@@ -222,7 +244,12 @@ mod tests {
 
     #[test]
     fn negatives_and_non_finite_become_zero() {
-        let out = apply(&[-5.0, f64::NAN, f64::INFINITY, 3.0], 1.0, Scale::Count, &cfg());
+        let out = apply(
+            &[-5.0, f64::NAN, f64::INFINITY, 3.0],
+            1.0,
+            Scale::Count,
+            &cfg(),
+        );
         assert!(out.values.iter().all(|v| *v >= 0.0 && v.is_finite()));
         assert_eq!(out.values[0], 0.0);
         assert_eq!(out.clamped, 3);
@@ -231,7 +258,10 @@ mod tests {
     #[test]
     fn normalised_metrics_stay_within_0_and_1() {
         let out = apply(&[0.5, 1.7, 2.0, 0.9], 2.0, Scale::Normalised, &cfg());
-        assert!(out.values.iter().all(|v| (0.0..=1.0).contains(v)), "{out:?}");
+        assert!(
+            out.values.iter().all(|v| (0.0..=1.0).contains(v)),
+            "{out:?}"
+        );
     }
 
     #[test]
@@ -243,7 +273,9 @@ mod tests {
         assert!((out.values[12] - 130.0).abs() < 1e-9, "{:?}", out.values);
         assert_eq!(out.clamped, 1);
         // a step from 100 to 400 inside a wide series is cut to +50 %
-        let mut v: Vec<f64> = (0..24).map(|i| if i < 12 { 100.0 } else { 400.0 }).collect();
+        let mut v: Vec<f64> = (0..24)
+            .map(|i| if i < 12 { 100.0 } else { 400.0 })
+            .collect();
         v[23] = 400.0;
         let out = apply(&v, 1.0, Scale::Count, &cfg());
         assert!((out.values[12] - 100.0 - 0.5 * out.level.max(100.0)).abs() < 1e-9);
