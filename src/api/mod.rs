@@ -31,6 +31,8 @@ mod tests;
 mod tests_integration;
 #[cfg(test)]
 mod tests_plans;
+#[cfg(test)]
+mod tests_query;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -66,7 +66,7 @@ pub fn kit(o: KitOptions) -> Kit {
     };
     let cache_metrics = Arc::new(CacheMetrics::new());
     let cache = Arc::new(MemoryCache::new(&cache_config, cache_metrics.clone()));
-    let engine_clock = Arc::new(ManualClock::new(T0));
+    let engine_clock = Arc::new(ManualClock::new(T0 + 20 * 60_000));
     let engine = Arc::new(Mutex::new(
         FeatureEngine::new(FeaturesConfig::default(), engine_clock.clone()).unwrap(),
     ));
