@@ -32,6 +32,10 @@ PG_URL="${MCPWATCH_TEST_PG:-postgres://postgres@127.0.0.1:5432/test}"
 REDIS_URL="${MCPWATCH_TEST_REDIS_URL:-redis://127.0.0.1:6379}"
 
 build_release
+# the shared target directory is rebuilt by other checkouts too: run a private copy
+BIN_DIR="$(mktemp -d)"
+cp "$MCPWATCH" "$BIN_DIR/mcpwatch"
+MCPWATCH="$BIN_DIR/mcpwatch"
 start_broker
 run_id="$(date +%s)-$$"
 TOPIC="plans-$run_id"
@@ -71,11 +75,11 @@ trap 'kill $DAEMON_PID 2>/dev/null || true; wait $DAEMON_PID 2>/dev/null || true
 
 # metric 'REGEX': sum of the /metrics samples whose line matches ^REGEX
 metric() { curl -s "http://127.0.0.1:$HTTP_PORT/metrics" | grep -E "^$1" | awk '{s+=$NF} END {print s+0}'; }
-# wait until every service has been forecast at least once and the forecasts are cached
+# wait until every service has been forecast three times (history ingested, forecasts cached)
 SERVICE="github-000"
 for i in $(seq 1 600); do
   done_=$(metric 'mcpwatch_forecast_forecasts_total')
-  if [ "${done_%.*}" -ge "$SERVICES" ] 2>/dev/null; then break; fi
+  if [ "${done_%.*}" -ge "$((3 * SERVICES))" ] 2>/dev/null; then break; fi
   sleep 0.5
 done
 echo "forecasts so far: $(metric 'mcpwatch_forecast_forecasts_total')" >&2

@@ -117,7 +117,6 @@ pub async fn run(
         ),
         Err(e) => format!("  api key:  could not be made ({e:#})\n"),
     };
-    eprintln!("{key_line}");
     eprintln!(
         "\nmcpwatch demo: {} simulated MCP servers ({} h of history, then live every {} s)\n  \
          metrics:  curl http://{listen}/metrics\n  \
@@ -130,6 +129,7 @@ pub async fn run(
         config.store.url,
         config.store.schema
     );
+    eprintln!("{key_line}");
     let result = crate::daemon::run(config, shutdown.clone()).await;
     shutdown.cancel();
     // the cluster must outlive the daemon's clients; drop it last
