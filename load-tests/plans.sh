@@ -56,14 +56,18 @@ export MCPWATCH_CACHE__BACKEND=redis
 export MCPWATCH_CACHE__URL="$REDIS_URL"
 export MCPWATCH_CACHE__KEY_PREFIX="bench-plans-$run_id"
 export MCPWATCH_HTTP__LISTEN="127.0.0.1:$HTTP_PORT"
-# the shipped model's 30-minute rows, and a short cadence so forecasts are warm quickly
+# the shipped model's 30-minute rows, and a cadence short enough to warm up within a minute
 export MCPWATCH_FEATURES__BUCKET_WIDTH_SECS=1800
-export MCPWATCH_FORECAST__CADENCE_SECS=5
+export MCPWATCH_FORECAST__CADENCE_SECS=15
 # one key drives the whole load: lift its limit above the offered rate
 export MCPWATCH_API__RATE_LIMIT_PER_SEC=1000000
 export MCPWATCH_API__RATE_LIMIT_BURST=100000
 export MCPWATCH_LOG__FILTER="${MCPWATCH_LOG__FILTER:-warn}"
-[ -f "$ROOT/lib/libonnxruntime.so.1.31.1" ] && export ORT_DYLIB_PATH="$ROOT/lib/libonnxruntime.so.1.31.1"
+# the LSTM needs ONNX Runtime (fetched once into ./lib from PyPI); without it: the baseline
+(cd "$ROOT" && scripts/fetch-ort.sh >&2) || true
+if [ -f "$ROOT/lib/libonnxruntime.so.1.31.1" ]; then
+  export ORT_DYLIB_PATH="$ROOT/lib/libonnxruntime.so.1.31.1"
+fi
 
 psql "$PG_URL" -qc "DROP SCHEMA IF EXISTS bench_plans CASCADE" >/dev/null 2>&1 || true
 "$MCPWATCH" migrate >/dev/null
@@ -74,7 +78,10 @@ DAEMON_PID=$!
 trap 'kill $DAEMON_PID 2>/dev/null || true; wait $DAEMON_PID 2>/dev/null || true; kill ${BROKER_PID:-0} 2>/dev/null || true' EXIT
 
 # metric 'REGEX': sum of the /metrics samples whose line matches ^REGEX
-metric() { curl -s "http://127.0.0.1:$HTTP_PORT/metrics" | grep -E "^$1" | awk '{s+=$NF} END {print s+0}'; }
+metric() {
+  { curl -s "http://127.0.0.1:$HTTP_PORT/metrics" || true; } |
+    awk -v re="^$1" '$0 ~ re {s += $NF} END {print s + 0}'
+}
 # wait until every service has been forecast three times (history ingested, forecasts cached)
 SERVICE="github-000"
 for i in $(seq 1 600); do
@@ -86,7 +93,7 @@ echo "forecasts so far: $(metric 'mcpwatch_forecast_forecasts_total')" >&2
 BODY="{\"service_id\":\"$SERVICE\",\"metric_name\":\"total_events\",\"context\":{\"github_url\":\"https://github.com/acme/github-mcp\",\"expected_users\":2000,\"time_slot\":\"peak\"}}"
 curl -s -X POST "http://127.0.0.1:$HTTP_PORT/plans" -H "Authorization: Bearer $KEY" \
   -H 'Content-Type: application/json' -d "$BODY" | head -c 400 >&2; echo >&2
-before_cache=$(metric 'mcpwatch_plans_total\{[^}]*source="cache"')
+before_cache=$(metric 'mcpwatch_plans_total[{][^}]*source="cache"')
 
 run_oha() { # url method [body]
   # --latency-correction: latency counts from when a request was due, not when it was sent
@@ -115,11 +122,14 @@ PY
 }
 
 tmp="$(mktemp -d)"
+( sleep $((SECONDS_ / 2)); top -b -n 1 -w 200 | head -20 >"$tmp/top.txt" ) &
 run_oha "http://127.0.0.1:$HTTP_PORT/plans" POST "$BODY" >"$tmp/plans.json"
+echo "top, halfway through the /plans run:" >&2
+cat "$tmp/top.txt" >&2
 run_oha "http://127.0.0.1:$HTTP_PORT/v1/ping" GET >"$tmp/ping.json"
 read -r rps p50 p99 errors < <(summary "$tmp/plans.json")
 read -r srps sp50 sp99 serrors < <(summary "$tmp/ping.json")
-after_cache=$(metric 'mcpwatch_plans_total\{[^}]*source="cache"')
+after_cache=$(metric 'mcpwatch_plans_total[{][^}]*source="cache"')
 echo "plans served from cached forecasts during the run: $(python3 -c "print(int($after_cache - $before_cache))")" >&2
 echo "static: rps=$srps p50_ms=$sp50 p99_ms=$sp99 errors=$serrors" >&2
 echo "load: $(uptime)" >&2

@@ -575,14 +575,17 @@ pub fn produce_history(
         .context("creating the history producer")?;
     let step_ms = step_secs.max(1) * 1000;
     let rounds = (hours * 3_600_000 / step_ms).max(1);
+    // one message is one round of one service (round robin); a message may carry several
+    // samples (one per instance), so count messages, not samples
     let traffic = Traffic::new(TrafficArgs {
         services,
-        samples: services * rounds as usize,
+        samples: usize::MAX,
         malformed_ratio: 0.0,
         start_ms: now_ms - rounds * step_ms,
         step_ms,
         ..TrafficArgs::default()
-    });
+    })
+    .take(services * rounds as usize);
     let started = Instant::now();
     let mut n = 0u64;
     for m in traffic {

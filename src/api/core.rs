@@ -2,7 +2,7 @@
 //! and its router, the key cache and rate limiter, the audit queue, the alerter's queue, and
 //! the API's metrics. Built once by the daemon (or a test) from [`ApiCoreArgs`].
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
@@ -53,6 +53,17 @@ pub(crate) struct FleetPrior {
     pub memory: f64,
 }
 
+/// What a plan needs of a service the engine holds, without its full window.
+#[derive(Debug, Clone)]
+pub struct Known {
+    /// Start of the newest closed bucket.
+    pub last_bucket_ms: i64,
+    /// Closed buckets so far.
+    pub rows: u64,
+    /// Recent target values, oldest first ([`crate::forecast::ForecastInput::history`]).
+    pub history: Arc<Vec<f64>>,
+}
+
 /// Shared state of the API handlers.
 pub struct ApiCore {
     pub config: ApiConfig,
@@ -88,6 +99,10 @@ pub struct ApiCore {
     /// The last fleet prior and when it was computed (recomputed at most every 30 s, only by
     /// cold-start plans).
     pub(crate) fleet: Mutex<Option<(i64, FleetPrior)>>,
+    /// Each service's history as of its newest closed bucket: rebuilding it needs the 24-row
+    /// feature window (tens of µs under the engine lock), so it is rebuilt once per bucket, not
+    /// once per request. Cleared when it outgrows 100,000 services.
+    pub(crate) known: Mutex<HashMap<String, Known>>,
     /// Recent (time, decoded samples) readings for the ingest rate in `/v1/stats`.
     pub(crate) ingest_readings: Mutex<VecDeque<(i64, u64)>>,
 }
@@ -138,12 +153,39 @@ impl ApiCore {
             started_ms: (args.clock)(),
             clock: args.clock,
             fleet: Mutex::new(None),
+            known: Mutex::new(HashMap::new()),
             ingest_readings: Mutex::new(VecDeque::new()),
         })
     }
 
     pub fn now_ms(&self) -> i64 {
         (self.clock)()
+    }
+
+    /// The service's newest bucket and history, `None` if the engine does not hold it. The
+    /// engine lock is held for an O(1) look-up, plus the window rebuild once per new bucket.
+    pub fn known(&self, service_id: &str, ctx: ForecastContext) -> Option<Known> {
+        let engine = self.engine.lock().unwrap_or_else(|e| e.into_inner());
+        let state = engine.state(service_id)?;
+        let (last, rows) = (state.last_bucket_start_ms()?, state.rows());
+        let mut memo = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(k) = memo.get(service_id) {
+            if k.last_bucket_ms == last && k.rows == rows {
+                return Some(k.clone());
+            }
+        }
+        let input = crate::forecast::ForecastInput::from_engine(&engine, service_id, ctx)?;
+        drop(engine);
+        let k = Known {
+            last_bucket_ms: input.last_bucket_ms,
+            rows: input.rows,
+            history: Arc::new(input.history),
+        };
+        if memo.len() >= 100_000 {
+            memo.clear();
+        }
+        memo.insert(service_id.to_string(), k.clone());
+        Some(k)
     }
 
     /// The fleet prior, recomputed when older than 30 s.

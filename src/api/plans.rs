@@ -670,13 +670,11 @@ pub async fn cached_forecast(core: &ApiCore, service_id: &str) -> Option<CachedF
 /// The forecast of `total_events` for a service: cache, computed, or cold start.
 pub async fn events_basis(core: &ApiCore, service_id: &str, ctx: ForecastContext) -> Basis {
     let route = core.router.route(&ctx).version.clone();
-    let input = {
-        let engine = core.engine.lock().unwrap_or_else(|e| e.into_inner());
-        ForecastInput::from_engine(&engine, service_id, ctx)
-    };
+    // O(1) under the engine lock: the service's newest bucket and its (memoised) history
+    let known = core.known(service_id, ctx);
     if let Some(c) = cached_forecast(core, service_id).await {
-        let fresh = match &input {
-            Some(i) => c.first_bucket_ms > i.last_bucket_ms,
+        let fresh = match &known {
+            Some(k) => c.first_bucket_ms > k.last_bucket_ms,
             None => {
                 core.now_ms() - c.first_bucket_ms <= core.config.forecast_max_age_secs as i64 * 1000
             }
@@ -688,10 +686,16 @@ pub async fn events_basis(core: &ApiCore, service_id: &str, ctx: ForecastContext
                 step_ms: c.step_ms,
                 model_version: c.model_version,
                 source: ForecastSource::Cache,
-                history: input.map(|i| i.history).unwrap_or_default(),
+                history: known.map(|k| k.history.to_vec()).unwrap_or_default(),
             };
         }
     }
+    let input = if known.is_some() {
+        let engine = core.engine.lock().unwrap_or_else(|e| e.into_inner());
+        ForecastInput::from_engine(&engine, service_id, ctx)
+    } else {
+        None
+    };
     if let Some(input) = input {
         let history = input.history.clone();
         let out = core.forecaster.forecast_all(vec![input]).await;
