@@ -131,6 +131,8 @@ read -r rps p50 p99 errors < <(summary "$tmp/plans.json")
 read -r srps sp50 sp99 serrors < <(summary "$tmp/ping.json")
 after_cache=$(metric 'mcpwatch_plans_total[{][^}]*source="cache"')
 echo "plans served from cached forecasts during the run: $(python3 -c "print(int($after_cache - $before_cache))")" >&2
+sleep 2 # let the audit writer drain
+echo "plans audit: written=$(metric 'mcpwatch_plans_audit_written_total') dropped=$(metric 'mcpwatch_plans_audit_dropped_total') failed=$(metric 'mcpwatch_plans_audit_failed_total')" >&2
 echo "static: rps=$srps p50_ms=$sp50 p99_ms=$sp99 errors=$serrors" >&2
 echo "load: $(uptime)" >&2
 ratio=$(python3 -c "print(f'{$rps / max($srps, 1):.2f}')")
