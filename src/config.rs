@@ -11,7 +11,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
-use crate::api::HttpConfig;
+use crate::api::{ApiConfig, HttpConfig};
 use crate::cache::CacheConfig;
 use crate::features::FeaturesConfig;
 use crate::forecast::ForecastConfig;
@@ -32,6 +32,7 @@ pub struct Config {
     pub cache: CacheConfig,
     pub forecast: ForecastConfig,
     pub http: HttpConfig,
+    pub api: ApiConfig,
     pub log: LogConfig,
 }
 
@@ -141,6 +142,7 @@ impl Config {
             )
         })?;
         self.http.validate()?;
+        self.api.validate()?;
         match self.log.format.as_str() {
             "text" | "json" => Ok(()),
             other => Err(ConfigError::invalid(

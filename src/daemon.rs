@@ -170,9 +170,58 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     cache_metrics.register(&mut registry);
     downstream_metrics.register(&mut registry);
     forecast_metrics.register(&mut registry);
+    let api_metrics = api::metrics::ApiMetrics::default();
+    api_metrics.register(&mut registry);
+    // API keys: the whole table in memory, re-read every api.key_refresh_ms
+    let key_cache = Arc::new(api::auth::KeyCache::new(
+        Some(pool.clone()),
+        Duration::from_millis(config.api.key_refresh_ms),
+    ));
+    let key_refresher = tokio::spawn(key_cache.clone().run_refresher(shutdown.clone()));
+    // plans audit: a bounded queue and one batched writer, off the request path
+    let (audit, audit_writer) = if config.api.audit {
+        let (sender, task) = api::audit::start(api::audit::AuditArgs {
+            pool: pool.clone(),
+            partitions: partitions.clone(),
+            queue: config.api.audit_queue,
+            batch: config.api.audit_batch,
+            metrics: api_metrics.clone(),
+        });
+        (Some(sender), Some(task))
+    } else {
+        (None, None)
+    };
+    // forecast anomalies flagged by POST /plans go here (the alerter, when wired); without a
+    // receiver they are counted in mcpwatch_plan_anomalies_total only
+    let forecast_anomalies: Option<
+        tokio::sync::mpsc::Sender<crate::forecast::policy::ForecastAnomaly>,
+    > = None;
+    let core = api::ApiCore::new(
+        api::ApiCoreArgs {
+            config: config.api.clone(),
+            engine: engine.clone(),
+            bucket_width_secs: config.features.bucket_width_secs,
+            forecaster: forecaster.clone(),
+            cache: cache_backend.clone(),
+            cache_metrics: cache_metrics.clone(),
+            keys: KeySpace::new(&config.cache.key_prefix),
+            pool: Some(pool.clone()),
+            auth: key_cache,
+            audit,
+            anomalies: forecast_anomalies,
+            metrics: api_metrics,
+            ingest: Some(metrics.ingest.clone()),
+            clock: Arc::new(now_ms),
+            micros: api::ratelimit::monotonic_micros(),
+        },
+        Some(&cache_writer),
+    )
+    .context("[forecast.routes] for the API")?;
     let state = ApiState {
         registry: Arc::new(registry),
         readiness: Arc::new(readiness),
+        core: Arc::new(core),
+        http: config.http.clone(),
     };
     let listener = tokio::net::TcpListener::bind(&config.http.listen)
         .await
@@ -195,6 +244,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         .await
         .context("http server task")?
         .context("http server")?;
+    key_refresher.await.ok();
+    // the server's state (and with it every audit sender) is gone: the writer drains and stops
+    if let Some(task) = audit_writer {
+        if tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("plans audit writer did not drain within 10 s");
+        }
+    }
     tracing::info!("stopped cleanly");
     Ok(())
 }

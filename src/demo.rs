@@ -118,6 +118,14 @@ pub async fn run(
         })?;
 
     let listen = config.http.listen.clone();
+    // a key for trying the API (the table is created by the migrations)
+    let api_key = demo_key(&config).await;
+    let key_line = match &api_key {
+        Ok(token) => format!(
+            "  api key:  {token}\n  plan:     curl -s -X POST http://{listen}/plans -H 'Authorization: Bearer {token}' \\\n              -H 'Content-Type: application/json' -d '{{\"service_id\":\"github-000\",\"metric_name\":\"total_events\",\"context\":{{\"github_url\":\"https://github.com/acme/github-mcp\",\"expected_users\":2000,\"time_slot\":\"peak\"}}}}'\n  servers:  curl -s http://{listen}/v1/servers -H 'Authorization: Bearer {token}'\n  stats:    curl -s http://{listen}/v1/stats -H 'Authorization: Bearer {token}'\n"
+        ),
+        Err(e) => format!("  api key:  could not be made ({e:#})\n"),
+    };
     eprintln!(
         "\nmcpwatch demo: {} simulated MCP servers ({} h of history, then live every {} s)\n  \
          metrics:  curl http://{listen}/metrics\n  \
@@ -130,9 +138,23 @@ pub async fn run(
         config.store.url,
         config.store.schema
     );
+    eprintln!("{key_line}");
     let result = crate::daemon::run(config, shutdown.clone()).await;
     shutdown.cancel();
     // the cluster must outlive the daemon's clients; drop it last
     drop(producer.join());
     result
+}
+
+/// Applies the migrations and makes an API key named `demo`.
+async fn demo_key(config: &Config) -> anyhow::Result<String> {
+    let pool = crate::store::pool(&config.store)?;
+    crate::store::prepare(
+        &pool,
+        &config.store,
+        &crate::store::Partitions::default(),
+        crate::daemon::now_ms(),
+    )
+    .await?;
+    Ok(crate::api::auth::create_key(&pool, "demo").await?.token)
 }

@@ -50,6 +50,23 @@ enum Command {
     /// Evaluations on public data; each prints its scores on its last line.
     #[command(subcommand)]
     Eval(Eval),
+    /// API keys for the HTTP API (Authorization: Bearer <key>); stored as hashes in PostgreSQL.
+    #[command(subcommand)]
+    Apikey(Apikey),
+}
+
+#[derive(Subcommand)]
+enum Apikey {
+    /// Make a key and print it (the only time it is shown).
+    Create {
+        /// Who or what the key is for (shown by `list`).
+        #[arg(long)]
+        name: String,
+    },
+    /// List the keys (ids, names, creation and revocation times; never the secrets).
+    List,
+    /// Revoke a key by id; running daemons refuse it within api.key_refresh_ms.
+    Revoke { id: String },
 }
 
 #[derive(Subcommand)]
@@ -205,6 +222,21 @@ enum Bench {
         #[command(flatten)]
         model: ModelOpts,
     },
+    /// Produce hours of MCP-server history into a topic (no malformed messages), ending now:
+    /// the warm-up of `load-tests/plans.sh`. Last line: `messages=N secs=S`.
+    Prefill {
+        #[arg(long, default_value = "127.0.0.1:9094")]
+        brokers: String,
+        #[arg(long)]
+        topic: String,
+        #[arg(long, default_value_t = 100)]
+        services: usize,
+        #[arg(long, default_value_t = 72)]
+        hours: i64,
+        /// Seconds between two samples of one server.
+        #[arg(long, default_value_t = 300)]
+        step_secs: i64,
+    },
     /// Pre-fill a topic, SIGKILL the daemon while it drains, restart, and check the table.
     Crash {
         #[command(flatten)]
@@ -302,6 +334,49 @@ fn main() -> anyhow::Result<()> {
                     format!("migrating schema {} at store.url", config.store.schema)
                 })?;
                 println!("migrations_applied={ran} schema={}", config.store.schema);
+                Ok(())
+            }
+            Command::Apikey(cmd) => {
+                let pool = mcpwatch::store::pool(&config.store)?;
+                mcpwatch::store::prepare(
+                    &pool,
+                    &config.store,
+                    &mcpwatch::store::Partitions::default(),
+                    mcpwatch::daemon::now_ms(),
+                )
+                .await
+                .with_context(|| {
+                    format!("preparing schema {} at store.url", config.store.schema)
+                })?;
+                use mcpwatch::api::auth;
+                match cmd {
+                    Apikey::Create { name } => {
+                        let key = auth::create_key(&pool, &name).await?;
+                        eprintln!("created key {} ({name}); it is shown once:", key.id);
+                        println!("{}", key.token);
+                    }
+                    Apikey::List => {
+                        println!("{:<14} {:<26} {:<26} name", "id", "created", "revoked");
+                        for k in auth::list_keys(&pool).await? {
+                            println!(
+                                "{:<14} {:<26} {:<26} {}",
+                                k.id,
+                                k.created_at
+                                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                                k.revoked_at.map_or("-".to_string(), |t| t
+                                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+                                k.name
+                            );
+                        }
+                    }
+                    Apikey::Revoke { id } => {
+                        auth::revoke_key(&pool, &id).await?;
+                        println!(
+                            "revoked {id}; daemons refuse it within {} ms (api.key_refresh_ms)",
+                            config.api.key_refresh_ms
+                        );
+                    }
+                }
                 Ok(())
             }
             Command::Config => {
@@ -404,6 +479,27 @@ fn main() -> anyhow::Result<()> {
                     report.fallbacks == 0,
                     "the LSTM did not run for every service (see the lines above)"
                 );
+                Ok(())
+            }
+            Command::Bench(Bench::Prefill {
+                brokers,
+                topic,
+                services,
+                hours,
+                step_secs,
+            }) => {
+                let (n, took) = tokio::task::spawn_blocking(move || {
+                    mcpwatch::loadtest::produce_history(
+                        &brokers,
+                        &topic,
+                        services,
+                        hours,
+                        step_secs,
+                        mcpwatch::daemon::now_ms(),
+                    )
+                })
+                .await??;
+                println!("messages={n} secs={:.1}", took.as_secs_f64());
                 Ok(())
             }
             Command::Bench(Bench::Crash { load, kills }) => {

@@ -10,6 +10,8 @@
 //! - [`onnx`]: locating and loading ONNX Runtime; one [`onnx::LstmSession`] per worker.
 //! - [`baseline`]: recent-24-bucket statistics with daily seasonality.
 //! - [`router`]: context (`service_type`, `time_slot`, `runtime_env`) → model version.
+//! - [`policy`]: weight, clamps and smoothing of a forecast before it becomes a plan; the
+//!   forecast anomaly check (z-score against the service's history).
 //! - [`metrics`]: `mcpwatch_forecast_…`; [`accuracy`]: rolling MAE/MASE of matured forecasts.
 //! - [`eval`] (`mcpwatch eval forecast`) and [`bench`] (`mcpwatch bench forecast`).
 //!
@@ -31,6 +33,7 @@ pub mod eval;
 pub mod metadata;
 pub mod metrics;
 pub mod onnx;
+pub mod policy;
 pub mod router;
 pub mod store;
 

@@ -27,6 +27,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../sql/0001_samples.sql"),
     },
     Migration {
+        version: 2,
+        name: "0002_api.sql",
+        sql: include_str!("../../sql/0002_api.sql"),
+    },
+    Migration {
         version: 4,
         name: "0004_forecasts.sql",
         sql: include_str!("../../sql/0004_forecasts.sql"),
@@ -34,7 +39,7 @@ pub const MIGRATIONS: &[Migration] = &[
 ];
 
 /// The tables partitioned by day that the store keeps partitions for.
-pub const PARTITIONED: &[&str] = &["samples", "forecasts"];
+pub const PARTITIONED: &[&str] = &["samples", "plans", "forecasts"];
 
 const LOCK_KEY: i64 = 0x6d63_7077_6174_6368; // "mcpwatch"
 
