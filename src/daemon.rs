@@ -8,6 +8,8 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
+use crate::alert::{Alerter, AlerterArgs, AlertMetrics};
+use crate::anomaly::{AnomalyFeed, AnomalyMetrics, AnomalyStore, SinkArgs, StageArgs};
 use crate::api::{self, ApiState, Readiness, ReadinessCheck};
 use crate::cache::{self, CacheMetrics, CacheMode, CacheWriter, KeySpace};
 use crate::config::Config;
@@ -60,6 +62,49 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         FeatureEngine::new(config.features.clone(), Arc::new(SystemClock))
             .context("[features] section")?,
     ));
+    // anomaly detection: each closed bucket → detectors → PostgreSQL, cache, alerts
+    let alert_metrics = AlertMetrics::default();
+    let alerter = Alerter::start(AlerterArgs {
+        config: config.alert.clone(),
+        metrics: alert_metrics.clone(),
+        shutdown: shutdown.clone(),
+        clock: Arc::new(now_ms),
+    })
+    .context("[alert] section")?;
+    tracing::info!(
+        discord = config.alert.discord_webhook_url.is_set(),
+        alertmanager = config.alert.alertmanager_url.is_set(),
+        running = alerter.is_running(),
+        "alerting"
+    );
+    let anomaly_metrics = AnomalyMetrics::default();
+    let (anomaly_feed, anomaly_stage, anomaly_store) = if config.anomaly.enabled {
+        let store = AnomalyStore::start(SinkArgs {
+            pool: pool.clone(),
+            partitions: partitions.clone(),
+            batch_rows: config.anomaly.store_batch_rows,
+            flush_ms: config.anomaly.store_flush_ms,
+            queue_rows: config.anomaly.store_queue_rows,
+            metrics: anomaly_metrics.clone(),
+            shutdown: shutdown.clone(),
+        });
+        let (feed, records) = AnomalyFeed::channel(config.anomaly.queue_records, &anomaly_metrics);
+        let stage = tokio::spawn(crate::anomaly::stage::run(StageArgs {
+            config: config.anomaly.clone(),
+            resolve_after_ms: config.alert.rules().resolve_after_ms,
+            records,
+            sink: store.sink(),
+            cache: cache_writer.sender(),
+            keys: KeySpace::new(&config.cache.key_prefix),
+            alerts: alerter.sender(),
+            metrics: anomaly_metrics.clone(),
+            clock: Arc::new(now_ms),
+        }));
+        (Some(feed), Some(stage), Some(store))
+    } else {
+        (None, None, None)
+    };
+
     let downstream_metrics = DownstreamMetrics::default();
     let (downstream_tx, downstream_rx) = tokio::sync::mpsc::channel(64);
     let downstream = tokio::spawn(downstream::run(DownstreamArgs {
@@ -71,6 +116,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         metrics: downstream_metrics.clone(),
         shutdown: shutdown.clone(),
         clock: Arc::new(now_ms),
+        anomaly: anomaly_feed,
     }));
 
     // forecasts every active service on a cadence and keeps the latest hot
@@ -157,9 +203,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     cache_metrics.register(&mut registry);
     downstream_metrics.register(&mut registry);
     forecast_metrics.register(&mut registry);
+    anomaly_metrics.register(&mut registry);
+    alert_metrics.register(&mut registry);
     let state = ApiState {
         registry: Arc::new(registry),
         readiness: Arc::new(readiness),
+        anomalies: config.anomaly.enabled.then(|| api::anomalies::AnomalyApi {
+            pool: pool.clone(),
+            cache: cache_backend.clone(),
+            keys: KeySpace::new(&config.cache.key_prefix),
+            clock: Arc::new(now_ms),
+        }),
     };
     let listener = tokio::net::TcpListener::bind(&config.http.listen)
         .await
@@ -174,6 +228,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 
     pipeline.join().await.context("ingest pipeline")?;
     downstream.await.context("features stage")?;
+    if let Some(stage) = anomaly_stage {
+        stage
+            .await
+            .context("anomaly stage")?
+            .context("anomaly stage")?;
+    }
+    if let Some(store) = anomaly_store {
+        store.close().await;
+    }
+    alerter.close().await;
     forecast_loop.await.context("forecast loop")?;
     let cache_stats = cache_writer.close().await;
     tracing::info!(?cache_stats, "cache writer closed");

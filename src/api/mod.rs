@@ -3,6 +3,7 @@
 //! `fn app(state) -> Router` builds every route so tests can drive it with `oneshot`;
 //! the daemon serves it with graceful shutdown.
 
+pub mod anomalies;
 mod config;
 mod error;
 mod health;
@@ -26,6 +27,8 @@ pub struct ApiState {
     pub registry: Arc<prometheus_client::registry::Registry>,
     /// Probes of the daemon's dependencies for `/readyz`.
     pub readiness: Arc<Readiness>,
+    /// What `/v1/anomalies` reads (`None`: detection is off, the route answers 503).
+    pub anomalies: Option<anomalies::AnomalyApi>,
 }
 
 /// Every route of the daemon.
@@ -34,6 +37,7 @@ pub fn app(state: ApiState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
+        .route("/v1/anomalies", get(anomalies::list))
         .fallback(|| async { ApiError::not_found("no such route") })
         .with_state(state)
 }
