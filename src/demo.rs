@@ -53,9 +53,10 @@ pub async fn run(
 
     let now = crate::daemon::now_ms();
     let history_ms = args.history_hours * 3_600_000;
-    // backfill: one sample per server every 5 minutes, small enough for the mock cluster's
-    // per-partition retention
-    let step_ms = 300_000;
+    // backfill: one sample per server every 10 minutes, small enough for the mock cluster's
+    // per-partition retention (the anomaly detectors learn 150 buckets before they score:
+    // with 96 h of 30-minute buckets the last 21 h of history are checked)
+    let step_ms = 600_000;
     let backfill: Vec<(String, Vec<u8>)> = Traffic::new(TrafficArgs {
         services: args.servers,
         samples: args.servers * (history_ms / step_ms) as usize,
@@ -113,6 +114,7 @@ pub async fn run(
         "\nmcpwatch demo: {} simulated MCP servers ({} h of history, then live every {} s)\n  \
          metrics:  curl http://{listen}/metrics\n  \
          ready:    curl http://{listen}/readyz\n  \
+         anomalies: curl 'http://{listen}/v1/anomalies?min_score=0.3'\n  \
          store:    PostgreSQL {} (schema {})\n  \
          stop:     Ctrl-C\n",
         args.servers,

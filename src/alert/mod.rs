@@ -20,7 +20,7 @@ pub mod secret;
 pub mod tracker;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -35,6 +35,10 @@ use crate::anomaly::{build_detector, AnomalyConfig, AnomalyError, Detector};
 use crate::cache::{CacheSender, KeySpace, Tier};
 use crate::features::ClosedBucket;
 
+#[cfg(test)]
+#[path = "stage_tests.rs"]
+mod tests;
+
 /// The cache `kind` of a service's recent anomalies ([`CachedAnomalies`] JSON, hourly tier).
 pub const CACHE_KIND: &str = "anomalies";
 /// The cache tier of [`CACHE_KIND`].
@@ -378,15 +382,12 @@ impl Detection {
             let Some(value) = rec.value(m) else {
                 continue;
             };
-            let series = match &mut st.series[m.index()] {
-                Some(s) => s,
-                slot => slot.insert(Series {
-                    detector: build_detector(&self.cfg.detector, &self.cfg)
-                        .expect("detector name validated"),
-                    watching: None,
-                    score: 0.0,
-                }),
-            };
+            let cfg = &self.cfg;
+            let series = st.series[m.index()].get_or_insert_with(|| Series {
+                detector: build_detector(&cfg.detector, cfg).expect("detector name validated"),
+                watching: None,
+                score: 0.0,
+            });
             let expected = series.detector.expected(rec.start_ms);
             let score = series.detector.update(rec.start_ms, value);
             self.metrics.points.inc();

@@ -202,3 +202,221 @@ pub async fn list(
         anomalies: anomalies.into_iter().map(AnomalyView::from).collect(),
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use axum::http::Request;
+    use http_body_util::BodyExt;
+    use serde_json::Value;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::alert::{AnomalySource, Severity};
+    use crate::anomaly::{AnomalyMetrics, AnomalyStore, SinkArgs};
+    use crate::api::{app, Readiness};
+    use crate::cache::{CacheConfig, CacheMetrics, Entry, MemoryCache};
+    use crate::store::Partitions;
+    use crate::testing::fresh_store;
+
+    const HOUR: i64 = 3_600_000;
+
+    fn anomaly(service: &str, metric: &str, ts_ms: i64, score: f64) -> Anomaly {
+        Anomaly {
+            service_id: service.into(),
+            metric: metric.into(),
+            source: AnomalySource::Stream,
+            ts_ms,
+            score,
+            value: 10.0 * score,
+            expected: Some(1.5),
+            severity: Severity::from_score(score, 0.8),
+            detector: "mcpwatch".into(),
+            message: None,
+        }
+    }
+
+    fn state(api: AnomalyApi) -> ApiState {
+        ApiState {
+            registry: Arc::new(prometheus_client::registry::Registry::default()),
+            readiness: Arc::new(Readiness { checks: vec![] }),
+            anomalies: Some(api),
+        }
+    }
+
+    async fn get(app: axum::Router, uri: &str) -> (StatusCode, Value) {
+        let response = app
+            .oneshot(Request::builder().uri(uri).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&body).unwrap())
+    }
+
+    /// Anomalies go through the batching writer into the real PostgreSQL (daily partitions
+    /// created on the fly, replays idempotent) and come back through the route.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stored_anomalies_are_served_from_postgres_and_from_the_cache() {
+        let (pool, _config) = fresh_store("anomalies_api").await;
+        let now = crate::daemon::now_ms();
+        let day = now;
+        // two days back: that day's partition is created by the writer itself
+        let rows = vec![
+            anomaly("fs", "cpu", day - 2 * 24 * HOUR, 0.9),
+            anomaly("fs", "errors", day - 3 * HOUR, 0.4),
+            anomaly("fs", "response_time", day - 2 * HOUR, 0.7),
+            anomaly("gh", "requests", day - HOUR, 0.35),
+        ];
+        let metrics = AnomalyMetrics::default();
+        let partitions = Arc::new(Partitions::default());
+        let start = |batch_rows| {
+            AnomalyStore::start(SinkArgs {
+                pool: pool.clone(),
+                partitions: partitions.clone(),
+                batch_rows,
+                flush_ms: 50,
+                queue_rows: 100,
+                metrics: metrics.clone(),
+                shutdown: tokio_util::sync::CancellationToken::new(),
+            })
+        };
+        let store = start(2);
+        for a in &rows {
+            assert!(store.sink().offer(a.clone()));
+        }
+        store.close().await;
+        assert_eq!(metrics.stored.get(), 4);
+        // a replay of the same points updates them instead of adding rows
+        let store = start(10);
+        store.sink().offer(rows[1].clone());
+        store.sink().offer(rows[1].clone());
+        store.close().await;
+        let client = pool.get().await.unwrap();
+        let n: i64 = client
+            .query_one("SELECT count(*) FROM anomalies", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 4);
+        let parts: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhparent \
+                 WHERE c.relname = 'anomalies' \
+                 AND c.relnamespace = 'test_anomalies_api'::regnamespace",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert!(parts >= 3, "daily partitions: {parts}");
+
+        let cache_config = CacheConfig::default();
+        let memory = Arc::new(MemoryCache::new(
+            &cache_config,
+            Arc::new(CacheMetrics::new()),
+        ));
+        let keys = KeySpace::new("anomalies-api-test");
+        let api = AnomalyApi {
+            pool: pool.clone(),
+            cache: Some(memory.clone()),
+            keys: keys.clone(),
+            clock: Arc::new(move || now),
+        };
+        let since = day - 3 * 24 * HOUR;
+
+        // every service, newest first, from PostgreSQL
+        let (status, v) = get(app(state(api.clone())), &format!("/v1/anomalies?since={since}")).await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        assert_eq!(v["source"], "database");
+        let metrics_in_order: Vec<&str> = v["anomalies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["metric"].as_str().unwrap())
+            .collect();
+        assert_eq!(metrics_in_order, ["requests", "response_time", "errors", "cpu"]);
+        let first = &v["anomalies"][0];
+        assert_eq!(first["service_id"], "gh");
+        assert_eq!(first["score"], 0.35);
+        assert_eq!(first["expected"], 1.5);
+        assert_eq!(first["severity"], "warning");
+        assert_eq!(first["source"], "stream");
+
+        // one service, a score floor, a limit; the default window is the last 24 h
+        let (_, v) = get(app(state(api.clone())), "/v1/anomalies?service=fs&min_score=0.5").await;
+        assert_eq!(v["count"], 1, "{v}");
+        assert_eq!(v["anomalies"][0]["metric"], "response_time");
+        let rfc = crate::alert::discord::rfc3339(since).replace('+', "%2B");
+        let (_, v) = get(
+            app(state(api.clone())),
+            &format!("/v1/anomalies?service=fs&since={rfc}&limit=2"),
+        )
+        .await;
+        assert_eq!(v["count"], 2, "{v}");
+        assert_eq!(v["anomalies"][1]["metric"], "errors");
+
+        // the stage's cached list answers when it covers the window
+        let cached = CachedAnomalies {
+            since_ms: day - 4 * HOUR,
+            anomalies: vec![rows[2].clone(), rows[1].clone()],
+        };
+        memory
+            .put_batch(&[Entry::new(
+                keys.key(CACHE_TIER, "fs", CACHE_KIND),
+                CACHE_TIER,
+                serde_json::to_vec(&cached).unwrap(),
+            )])
+            .await
+            .unwrap();
+        let (_, v) = get(
+            app(state(api.clone())),
+            &format!("/v1/anomalies?service=fs&since={}", day - 4 * HOUR),
+        )
+        .await;
+        assert_eq!(v["source"], "cache", "{v}");
+        assert_eq!(v["count"], 2);
+        // ...and not when the window reaches further back than the cache is complete
+        let (_, v) = get(
+            app(state(api.clone())),
+            &format!("/v1/anomalies?service=fs&since={since}"),
+        )
+        .await;
+        assert_eq!(v["source"], "database", "{v}");
+        assert_eq!(v["count"], 3);
+    }
+
+    #[tokio::test]
+    async fn bad_queries_get_a_400_naming_the_parameter() {
+        let pool = crate::store::pool(&crate::store::StoreConfig::default()).unwrap();
+        let api = AnomalyApi {
+            pool,
+            cache: None,
+            keys: KeySpace::new("x"),
+            clock: Arc::new(|| 0),
+        };
+        for (query, field) in [
+            ("min_score=2", "min_score"),
+            ("min_score=abc", "min_score"),
+            ("limit=0", "limit"),
+            ("limit=100000", "limit"),
+            ("since=yesterday", "since"),
+            ("service=", "service"),
+            ("sevrice=fs", "sevrice"),
+        ] {
+            let (status, v) = get(app(state(api.clone())), &format!("/v1/anomalies?{query}")).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {v}");
+            assert_eq!(v["error"]["field"], field, "{query}: {v}");
+            assert_eq!(v["error"]["code"], "invalid_query");
+        }
+        // detection off: 503, not a crash
+        let off = ApiState {
+            anomalies: None,
+            ..state(api)
+        };
+        let (status, v) = get(app(off), "/v1/anomalies").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    }
+}
