@@ -65,7 +65,6 @@ pub fn payload(id: &DiscordIdentity, n: &Notification) -> Value {
         };
         let what = match n.reason {
             Reason::Escalated => "escalated to ",
-            Reason::Reminder => "still ",
             _ => "",
         };
         (

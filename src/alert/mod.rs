@@ -76,8 +76,8 @@ pub struct AlertConfig {
     pub alertmanager_url: SecretUrl,
     /// Least severity that raises an alert: `warning` or `critical`.
     pub min_severity: Severity,
-    /// Per (service, metric, severity), at most one alert per this many seconds; also the
-    /// reminder interval of an incident that goes on.
+    /// Per (service, metric, severity), at most one alert per this many seconds (an incident
+    /// that opens again within it, a flapping series, stays silent).
     pub cooldown_secs: u64,
     /// An incident resolves once its series has had no abnormal point for this long (series
     /// time) and a normal point arrives.

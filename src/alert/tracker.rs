@@ -1,6 +1,5 @@
 //! Turns a stream of anomalies into incidents and incidents into few notifications: one when
-//! an incident opens, one if it escalates to a worse severity, a reminder at most once per
-//! cooldown while it goes on, and one when it resolves.
+//! an incident opens, one if it escalates to a worse severity, and one when it resolves.
 //!
 //! - **De-duplication**: per (service, metric, severity) a notification is sent at most once per
 //!   `cooldown` (wall clock). An incident that opens again within the cooldown of the previous
@@ -37,8 +36,6 @@ pub enum Reason {
     Opened,
     /// The incident reached a worse severity.
     Escalated,
-    /// Still going on after a cooldown.
-    Reminder,
     /// The series has been normal for `resolve_after`.
     Recovered,
     /// Nothing heard for `expire_after` (or, for a forecast, not flagged again).
@@ -54,7 +51,6 @@ impl Reason {
         match self {
             Reason::Opened => "opened",
             Reason::Escalated => "escalated",
-            Reason::Reminder => "reminder",
             Reason::Recovered => "recovered",
             Reason::Expired => "expired",
         }
@@ -200,19 +196,14 @@ impl Tracker {
             if a.score > inc.peak.score {
                 inc.peak = a.clone();
             }
-            let (escalates, notified) = (severity > inc.severity, inc.notified_wall);
+            let escalates = severity > inc.severity;
             if escalates {
                 inc.severity = severity;
             }
-            let reason = if escalates && severity >= self.rules.min_severity {
-                self.may_fire(&key, severity, now).then_some(Reason::Escalated)
-            } else if notified.is_some_and(|t| now - t >= self.rules.cooldown_ms)
+            let reason = (escalates
                 && severity >= self.rules.min_severity
-            {
-                Some(Reason::Reminder)
-            } else {
-                None
-            };
+                && self.may_fire(&key, severity, now))
+            .then_some(Reason::Escalated);
             let Some(reason) = reason else {
                 self.stats.suppressed += 1;
                 return None;
