@@ -14,6 +14,11 @@
 //! a one-in-100 000 event; 1 = a breakout of the recent range). On the Numenta Anomaly Benchmark
 //! it scores 76.7 / 70.2 / 81.3 (standard / low FP / low FN) against 19.6 / 0 / 31.8 for `zscore`.
 //!
+//! In the daemon, [`stage`] runs the configured detector on every service's CPU, memory,
+//! requests, errors and response time, one closed bucket at a time; anomalies go to
+//! PostgreSQL ([`sink`], table `anomalies`), the hot cache, `/metrics` and the alerter
+//! ([`crate::alert`]).
+//!
 //! `windowedGaussian`, `random` and `null` re-implement NAB's reference detectors; they exist to
 //! validate the benchmark scorer ([`nab_score`]) that `mcpwatch eval nab` runs through
 //! [`run_nab_eval`], which reproduces NAB's published windowedGaussian result to 0.01.
