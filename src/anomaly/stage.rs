@@ -483,7 +483,8 @@ impl Detection {
             .count();
         let max = ranked.iter().map(|(s, _)| *s).fold(0.0, f32::max);
         if ranked.len() > n {
-            ranked.select_nth_unstable_by(n.saturating_sub(1).min(ranked.len() - 1), |a, b| {
+            // ranked.len() > n, so n - 1 (or 0) is a valid index
+            ranked.select_nth_unstable_by(n.saturating_sub(1), |a, b| {
                 b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1))
             });
             ranked.truncate(n);
