@@ -121,7 +121,11 @@ impl Config {
         // the seed's variables, honoured on top of the sections they belong to
         let env = |k: &str| std::env::var(k).ok();
         config.anomaly.apply_env(env).map_err(|e| {
-            ConfigError::invalid("anomaly.z_threshold", e.to_string(), "set ANOMALY_Z to a positive number")
+            ConfigError::invalid(
+                "anomaly.z_threshold",
+                e.to_string(),
+                "set ANOMALY_Z to a positive number",
+            )
         })?;
         config.alert.apply_env(env);
         config.validate()?;

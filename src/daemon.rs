@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
-use crate::alert::{Alerter, AlerterArgs, AlertMetrics};
+use crate::alert::{AlertMetrics, Alerter, AlerterArgs};
 use crate::anomaly::{AnomalyFeed, AnomalyMetrics, AnomalyStore, SinkArgs, StageArgs};
 use crate::api::{self, ApiState, Readiness, ReadinessCheck};
 use crate::cache::{self, CacheMetrics, CacheMode, CacheWriter, KeySpace};

@@ -17,7 +17,11 @@ const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 /// The webhook body for `n`.
 pub fn payload(n: &Notification) -> Value {
     let a = &n.anomaly;
-    let status = if n.is_resolved() { "resolved" } else { "firing" };
+    let status = if n.is_resolved() {
+        "resolved"
+    } else {
+        "firing"
+    };
     let labels: BTreeMap<&str, String> = [
         ("alertname", ALERT_NAME.to_string()),
         ("service", a.service_id.clone()),

@@ -29,7 +29,9 @@ pub struct RetryPolicy {
 
 /// The back-off before attempt `attempt + 1` (`attempt` starts at 1).
 pub fn backoff(policy: &RetryPolicy, attempt: u32) -> Duration {
-    let factor = 1u32.checked_shl(attempt.saturating_sub(1)).unwrap_or(u32::MAX);
+    let factor = 1u32
+        .checked_shl(attempt.saturating_sub(1))
+        .unwrap_or(u32::MAX);
     policy.initial.saturating_mul(factor).min(policy.max)
 }
 

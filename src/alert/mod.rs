@@ -149,7 +149,9 @@ impl AlertConfig {
     pub fn validate(&self) -> Result<(), AlertError> {
         let bad = |m: String| Err(AlertError::InvalidConfig(m));
         if let Err(e) = self.discord_webhook_url.check() {
-            return bad(format!("discord_webhook_url (or {ENV_DISCORD_WEBHOOK_URL}) {e}"));
+            return bad(format!(
+                "discord_webhook_url (or {ENV_DISCORD_WEBHOOK_URL}) {e}"
+            ));
         }
         if let Err(e) = self.alertmanager_url.check() {
             return bad(format!("alertmanager_url {e}"));
@@ -181,7 +183,10 @@ impl AlertConfig {
             return bad("backoff_max_ms must be at least backoff_initial_ms".into());
         }
         if self.max_attempts > 20 {
-            return bad(format!("max_attempts must be at most 20, got {}", self.max_attempts));
+            return bad(format!(
+                "max_attempts must be at most 20, got {}",
+                self.max_attempts
+            ));
         }
         if self.expire_after_secs < self.resolve_after_secs {
             return bad("expire_after_secs must be at least resolve_after_secs".into());
@@ -298,7 +303,11 @@ impl AlertMetrics {
         self.notifications
             .get_or_create(&NotificationLabels {
                 sink,
-                state: if n.is_resolved() { "resolved" } else { "firing" },
+                state: if n.is_resolved() {
+                    "resolved"
+                } else {
+                    "firing"
+                },
                 outcome,
             })
             .inc();

@@ -38,8 +38,12 @@ impl SecretUrl {
             Ok(u) if (u.scheme() == "https" || u.scheme() == "http") && u.host().is_some() => {
                 Ok(())
             }
-            Ok(_) => Err("is not an http(s) URL with a host (value not shown: it is a secret)".into()),
-            Err(e) => Err(format!("is not a valid URL ({e}; value not shown: it is a secret)")),
+            Ok(_) => {
+                Err("is not an http(s) URL with a host (value not shown: it is a secret)".into())
+            }
+            Err(e) => Err(format!(
+                "is not a valid URL ({e}; value not shown: it is a secret)"
+            )),
         }
     }
 }

@@ -61,16 +61,26 @@ fn one_alert_per_incident_then_one_resolve_after_the_hysteresis() {
     assert_eq!(first.reason, Reason::Opened);
     // more anomalous points of the same incident: silent
     assert!(t
-        .on_event(AlertEvent::Anomaly(anomaly("fs", "cpu", T0 + HOUR, 0.6)), now + HOUR)
+        .on_event(
+            AlertEvent::Anomaly(anomaly("fs", "cpu", T0 + HOUR, 0.6)),
+            now + HOUR
+        )
         .is_none());
-    assert!(t.on_event(status("fs", "cpu", T0 + 2 * HOUR, false), now + 2 * HOUR).is_none());
+    assert!(t
+        .on_event(status("fs", "cpu", T0 + 2 * HOUR, false), now + 2 * HOUR)
+        .is_none());
     // normal, but only 1 h after the last abnormal point (resolve_after = 2 h)
-    assert!(t.on_event(status("fs", "cpu", T0 + 3 * HOUR, true), now + 3 * HOUR).is_none());
+    assert!(t
+        .on_event(status("fs", "cpu", T0 + 3 * HOUR, true), now + 3 * HOUR)
+        .is_none());
     let resolved = t
         .on_event(status("fs", "cpu", T0 + 4 * HOUR, true), now + 4 * HOUR)
         .unwrap();
     assert_eq!(resolved.reason, Reason::Recovered);
-    assert_eq!(resolved.anomaly.score, 0.6, "the resolve shows the worst point");
+    assert_eq!(
+        resolved.anomaly.score, 0.6,
+        "the resolve shows the worst point"
+    );
     assert_eq!(resolved.points, 2);
     assert_eq!(resolved.started_ms, T0);
     assert_eq!(t.open_incidents(), 0);
@@ -81,28 +91,46 @@ fn one_alert_per_incident_then_one_resolve_after_the_hysteresis() {
 fn a_flapping_series_is_not_alerted_twice_within_the_cooldown() {
     let mut t = Tracker::new(rules());
     let mut now = T0;
-    assert!(t.on_event(AlertEvent::Anomaly(anomaly("fs", "cpu", T0, 0.5)), now).is_some());
+    assert!(t
+        .on_event(AlertEvent::Anomaly(anomaly("fs", "cpu", T0, 0.5)), now)
+        .is_some());
     now += 60_000;
-    assert!(t.on_event(status("fs", "cpu", T0 + 2 * HOUR, true), now).is_some());
+    assert!(t
+        .on_event(status("fs", "cpu", T0 + 2 * HOUR, true), now)
+        .is_some());
     // a new incident 2 minutes after the first alert: within the 30-minute cooldown
     now += 60_000;
     assert!(t
-        .on_event(AlertEvent::Anomaly(anomaly("fs", "cpu", T0 + 3 * HOUR, 0.5)), now)
+        .on_event(
+            AlertEvent::Anomaly(anomaly("fs", "cpu", T0 + 3 * HOUR, 0.5)),
+            now
+        )
         .is_none());
     // ...and its resolve is as silent as its start
     now += 60_000;
-    assert!(t.on_event(status("fs", "cpu", T0 + 6 * HOUR, true), now).is_none());
+    assert!(t
+        .on_event(status("fs", "cpu", T0 + 6 * HOUR, true), now)
+        .is_none());
     // after the cooldown the same key alerts again
     now += 31 * 60_000;
     assert!(t
-        .on_event(AlertEvent::Anomaly(anomaly("fs", "cpu", T0 + 7 * HOUR, 0.5)), now)
+        .on_event(
+            AlertEvent::Anomaly(anomaly("fs", "cpu", T0 + 7 * HOUR, 0.5)),
+            now
+        )
         .is_some());
     // another metric or service is another key
     assert!(t
-        .on_event(AlertEvent::Anomaly(anomaly("fs", "memory", T0 + 7 * HOUR, 0.5)), now)
+        .on_event(
+            AlertEvent::Anomaly(anomaly("fs", "memory", T0 + 7 * HOUR, 0.5)),
+            now
+        )
         .is_some());
     assert!(t
-        .on_event(AlertEvent::Anomaly(anomaly("gh", "cpu", T0 + 7 * HOUR, 0.5)), now)
+        .on_event(
+            AlertEvent::Anomaly(anomaly("gh", "cpu", T0 + 7 * HOUR, 0.5)),
+            now
+        )
         .is_some());
 }
 
@@ -117,13 +145,22 @@ fn escalation_expiry_staleness_and_forecasts() {
         Severity::Warning
     );
     let up = t
-        .on_event(AlertEvent::Anomaly(anomaly("fs", "cpu", T0 + HOUR, 0.9)), now + 1000)
+        .on_event(
+            AlertEvent::Anomaly(anomaly("fs", "cpu", T0 + HOUR, 0.9)),
+            now + 1000,
+        )
         .unwrap();
-    assert_eq!((up.reason, up.severity), (Reason::Escalated, Severity::Critical));
+    assert_eq!(
+        (up.reason, up.severity),
+        (Reason::Escalated, Severity::Critical)
+    );
     // still going after the cooldown: no repeat, one message per incident
     let later = now + 31 * 60_000;
     assert!(t
-        .on_event(AlertEvent::Anomaly(anomaly("fs", "cpu", T0 + 2 * HOUR, 0.5)), later)
+        .on_event(
+            AlertEvent::Anomaly(anomaly("fs", "cpu", T0 + 2 * HOUR, 0.5)),
+            later
+        )
         .is_none());
     // nothing heard for a day: expires
     assert!(t.tick(later + 23 * HOUR).is_empty());
@@ -132,7 +169,10 @@ fn escalation_expiry_staleness_and_forecasts() {
     assert_eq!(expired[0].reason, Reason::Expired);
     // replays of old points are not alerted on
     assert!(t
-        .on_event(AlertEvent::Anomaly(anomaly("old", "cpu", T0, 0.9)), T0 + 5 * HOUR)
+        .on_event(
+            AlertEvent::Anomaly(anomaly("old", "cpu", T0, 0.9)),
+            T0 + 5 * HOUR
+        )
         .is_none());
     assert_eq!(t.stats.stale, 1);
     // a forecast anomaly opens its own incident and resolves when not flagged again
@@ -194,7 +234,10 @@ fn discord_message_reads_well_and_cannot_ping() {
         "🔴 CRITICAL anomaly: github-003 · response_time"
     );
     let d = embed["description"].as_str().unwrap();
-    assert!(d.contains("response_time = **512.0** (expected ≈ 48.000)"), "{d}");
+    assert!(
+        d.contains("response_time = **512.0** (expected ≈ 48.000)"),
+        "{d}"
+    );
     assert!(d.contains("score **0.93**"), "{d}");
     assert_eq!(embed["color"], 0xE74C3C);
     let resolved = Notification {
@@ -212,7 +255,14 @@ fn discord_message_reads_well_and_cannot_ping() {
     };
     let body = discord::payload(&id, &long);
     assert!(body["embeds"][0]["title"].as_str().unwrap().chars().count() <= 256);
-    assert!(body["embeds"][0]["description"].as_str().unwrap().chars().count() <= 4096);
+    assert!(
+        body["embeds"][0]["description"]
+            .as_str()
+            .unwrap()
+            .chars()
+            .count()
+            <= 4096
+    );
 }
 
 #[test]
@@ -336,9 +386,7 @@ impl Receiver {
             requests: Arc::default(),
             script: Arc::new(Mutex::new(script.into())),
         };
-        let app = axum::Router::new()
-            .fallback(record)
-            .with_state(r.clone());
+        let app = axum::Router::new().fallback(record).with_state(r.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await });
@@ -410,7 +458,10 @@ fn fast_config(base: &str) -> AlertConfig {
     }
 }
 
-fn start(cfg: AlertConfig, clock: Arc<dyn Fn() -> i64 + Send + Sync>) -> (Alerter, AlertMetrics, CancellationToken) {
+fn start(
+    cfg: AlertConfig,
+    clock: Arc<dyn Fn() -> i64 + Send + Sync>,
+) -> (Alerter, AlertMetrics, CancellationToken) {
     let metrics = AlertMetrics::default();
     let shutdown = CancellationToken::new();
     let alerter = Alerter::start(AlerterArgs {
@@ -448,7 +499,12 @@ async fn discord_gets_one_alert_per_incident_and_a_resolve_after_recovery() {
     // an incident: three anomalous points an hour apart, then recovery
     for h in 0..3 {
         now.store(T0 + h * HOUR + 60_000, Ordering::Relaxed);
-        assert!(tx.send(AlertEvent::Anomaly(anomaly("github-003", "response_time", T0 + h * HOUR, 0.5))));
+        assert!(tx.send(AlertEvent::Anomaly(anomaly(
+            "github-003",
+            "response_time",
+            T0 + h * HOUR,
+            0.5
+        ))));
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     for h in 3..7 {
@@ -464,7 +520,10 @@ async fn discord_gets_one_alert_per_incident_and_a_resolve_after_recovery() {
     assert_eq!(got[0].body["username"], "MCP-dangerous");
     let t0 = got[0].body["embeds"][0]["title"].as_str().unwrap();
     let t1 = got[1].body["embeds"][0]["title"].as_str().unwrap();
-    assert!(t0.contains("WARNING anomaly: github-003 · response_time"), "{t0}");
+    assert!(
+        t0.contains("WARNING anomaly: github-003 · response_time"),
+        "{t0}"
+    );
     assert!(t1.starts_with("✅ RESOLVED"), "{t1}");
     // resolved at the first normal point 2 h after the last anomalous one (T0 + 2 h)
     let d1 = got[1].body["embeds"][0]["description"].as_str().unwrap();
@@ -604,7 +663,10 @@ async fn the_webhook_url_never_reaches_a_log_line_an_error_or_the_config() {
         .send(AlertEvent::Anomaly(anomaly("c", "cpu", T0, 0.5)));
     let deadline = Instant::now() + Duration::from_secs(5);
     while sent(&dead_metrics, "discord", "firing", "failed") == 0 {
-        assert!(Instant::now() < deadline, "the dead webhook was never given up on");
+        assert!(
+            Instant::now() < deadline,
+            "the dead webhook was never given up on"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -634,10 +696,19 @@ async fn the_webhook_url_never_reaches_a_log_line_an_error_or_the_config() {
     dead_alerter.close().await;
 
     let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
-    assert!(text.contains("alert not delivered"), "the failures were logged:\n{text}");
+    assert!(
+        text.contains("alert not delivered"),
+        "the failures were logged:\n{text}"
+    );
     assert!(text.contains("HTTP 500"), "{text}");
-    assert!(!text.contains(TOKEN), "a log line holds the webhook token:\n{text}");
-    assert!(!text.contains("/api/webhooks/"), "a log line holds the webhook path:\n{text}");
+    assert!(
+        !text.contains(TOKEN),
+        "a log line holds the webhook token:\n{text}"
+    );
+    assert!(
+        !text.contains("/api/webhooks/"),
+        "a log line holds the webhook path:\n{text}"
+    );
     assert!(!printed.contains(TOKEN), "{printed}");
     assert!(printed.contains("<redacted>"), "{printed}");
 }
@@ -656,16 +727,27 @@ async fn a_hanging_webhook_only_delays_its_own_queue() {
     let started = Instant::now();
     let mut accepted = 0;
     for i in 0..2000 {
-        accepted += usize::from(tx.send(AlertEvent::Anomaly(anomaly(&format!("s{i}"), "cpu", T0, 0.5))));
+        accepted += usize::from(tx.send(AlertEvent::Anomaly(anomaly(
+            &format!("s{i}"),
+            "cpu",
+            T0,
+            0.5,
+        ))));
     }
-    assert!(started.elapsed() < Duration::from_millis(500), "sending must never wait");
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "sending must never wait"
+    );
     rx.wait_for(1, Duration::from_secs(5)).await;
     // every event is accounted for: the queue took what it could, the rest was counted
     let dropped_events = metrics.events_dropped.get() as usize;
     assert_eq!(accepted + dropped_events, 2000);
     let deadline = Instant::now() + Duration::from_secs(5);
     while sent(&metrics, "discord", "firing", "dropped") == 0 {
-        assert!(Instant::now() < deadline, "a full sink queue must drop and count");
+        assert!(
+            Instant::now() < deadline,
+            "a full sink queue must drop and count"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(rx.received().len(), 1, "the one request in flight hangs");

@@ -347,6 +347,10 @@ impl Detector for McpwatchDetector {
     /// The fused surprise of the last point, before debouncing.
     fn raw_score(&self) -> Option<f64> {
         let raw = self.last.fused / MAX_DECADES;
-        Some(if raw.is_nan() { 0.0 } else { raw.clamp(0.0, 1.0) })
+        Some(if raw.is_nan() {
+            0.0
+        } else {
+            raw.clamp(0.0, 1.0)
+        })
     }
 }

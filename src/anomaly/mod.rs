@@ -178,7 +178,10 @@ impl AnomalyConfig {
     }
 
     /// Applies `ANOMALY_Z` (as `lookup` returns it) on top of this config.
-    pub fn apply_env(&mut self, lookup: impl Fn(&str) -> Option<String>) -> Result<(), AnomalyError> {
+    pub fn apply_env(
+        &mut self,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<(), AnomalyError> {
         if let Some(raw) = lookup(ENV_ANOMALY_Z) {
             self.z_threshold = raw.trim().parse().map_err(|_| {
                 AnomalyError::InvalidConfig(format!("{ENV_ANOMALY_Z}={raw:?} is not a number"))
@@ -255,7 +258,11 @@ impl AnomalyConfig {
 
     /// The configured metrics, parsed (unknown names were rejected by [`Self::validate`]).
     pub fn metric_set(&self) -> Vec<Metric> {
-        let mut v: Vec<Metric> = self.metrics.iter().filter_map(|m| Metric::parse(m)).collect();
+        let mut v: Vec<Metric> = self
+            .metrics
+            .iter()
+            .filter_map(|m| Metric::parse(m))
+            .collect();
         v.sort_unstable();
         v.dedup();
         v

@@ -306,7 +306,9 @@ impl Detection {
     ) -> Result<Detection, AnomalyError> {
         cfg.validate()?;
         let probe = build_detector(&cfg.detector, &cfg)?;
-        let threshold = cfg.alert_threshold.unwrap_or_else(|| probe.alert_threshold());
+        let threshold = cfg
+            .alert_threshold
+            .unwrap_or_else(|| probe.alert_threshold());
         Ok(Detection {
             metrics_set: cfg.metric_set(),
             threshold,

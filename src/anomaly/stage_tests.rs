@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 
 use super::*;
 use crate::alert::tests::{manual_clock, Receiver, Reply};
-use crate::alert::{AlertConfig, Alerter, AlerterArgs, AlertMetrics, SecretUrl};
+use crate::alert::{AlertConfig, AlertMetrics, Alerter, AlerterArgs, SecretUrl};
 use crate::cache::{CacheConfig, CacheMetrics, CacheWriter, HotCache, MemoryCache};
 
 const HOUR: i64 = 3_600_000;
@@ -108,7 +108,11 @@ async fn a_spike_is_flagged_once_and_resolves_after_the_hysteresis() {
     for detector in ["mcpwatch", "zscore"] {
         let r = through_stage(cfg(detector), Metric::Requests, &s).await;
         assert!(r.anomalies.contains(&500), "{detector}: {:?}", r.anomalies);
-        let false_alarms = r.anomalies.iter().filter(|&&i| (150..500).contains(&i)).count();
+        let false_alarms = r
+            .anomalies
+            .iter()
+            .filter(|&&i| (150..500).contains(&i))
+            .count();
         assert!(false_alarms <= 2, "{detector}: {:?}", r.anomalies);
         // status updates follow the spike until 2 h of normality, then stop
         let after: Vec<(i64, bool)> = r
@@ -145,7 +149,11 @@ async fn a_level_step_is_flagged_when_it_happens() {
             "{detector}: {:?}",
             r.anomalies
         );
-        let before = r.anomalies.iter().filter(|&&i| (150..500).contains(&i)).count();
+        let before = r
+            .anomalies
+            .iter()
+            .filter(|&&i| (150..500).contains(&i))
+            .count();
         assert!(before <= 2, "{detector}: {:?}", r.anomalies);
     }
 }
@@ -164,7 +172,11 @@ async fn a_drift_is_flagged_before_it_is_over() {
         "drift flagged at {first:?}: {:?}",
         r.anomalies
     );
-    let before = r.anomalies.iter().filter(|&&i| (150..500).contains(&i)).count();
+    let before = r
+        .anomalies
+        .iter()
+        .filter(|&&i| (150..500).contains(&i))
+        .count();
     assert!(before <= 2, "{:?}", r.anomalies);
 }
 
@@ -178,7 +190,11 @@ async fn a_seasonal_series_is_quiet_until_a_value_comes_at_the_wrong_hour() {
     let r = through_stage(cfg("mcpwatch"), Metric::Memory, &s).await;
     // the daily swing itself is never flagged (that would be one alarm a day, 32 here); what
     // remains is the detector's documented noise rate, about 3 per 1000 points early in a series
-    let quiet = r.anomalies.iter().filter(|&&i| (150..at).contains(&i)).count();
+    let quiet = r
+        .anomalies
+        .iter()
+        .filter(|&&i| (150..at).contains(&i))
+        .count();
     assert!(quiet <= 6, "{:?}", r.anomalies);
     assert!(r.anomalies.contains(&at), "{:?}", r.anomalies);
     assert_eq!(
@@ -253,7 +269,11 @@ fn services_are_bounded_and_idle_ones_evicted() {
     .unwrap();
     let mut out = Outputs::default();
     for s in 0..25 {
-        d.observe(&record(&format!("s{s}"), 0, Metric::Cpu, 1.0), T0 + s, &mut out);
+        d.observe(
+            &record(&format!("s{s}"), 0, Metric::Cpu, 1.0),
+            T0 + s,
+            &mut out,
+        );
     }
     assert_eq!(d.services(), 10);
     assert_eq!(metrics.services_evicted.get(), 15);
@@ -263,7 +283,11 @@ fn services_are_bounded_and_idle_ones_evicted() {
     // replays of an older bucket are ignored
     d.observe(&record("s24", 0, Metric::Cpu, 9.0), T0 + 100, &mut out);
     assert_eq!(metrics.records_out_of_order.get(), 1);
-    d.observe(&record("s24", 1, Metric::Cpu, 1.0), T0 + 7_200_000, &mut out);
+    d.observe(
+        &record("s24", 1, Metric::Cpu, 1.0),
+        T0 + 7_200_000,
+        &mut out,
+    );
     assert_eq!(d.evict_idle(T0 + 7_200_000 + 10), 9);
     assert_eq!(d.services(), 1);
 }
@@ -284,7 +308,11 @@ fn score_gauges_export_only_the_top_services() {
     for s in 0..30 {
         for i in 0..20 {
             // service s spikes by s at the end: the highest scores belong to the last ones
-            let v = if i == 19 { 1.0 + s as f64 } else { 1.0 + 0.01 * (i % 3) as f64 };
+            let v = if i == 19 {
+                1.0 + s as f64
+            } else {
+                1.0 + 0.01 * (i % 3) as f64
+            };
             let mut values = [Some(v); 5];
             values[Metric::ResponseTime.index()] = None;
             d.observe(
@@ -304,14 +332,20 @@ fn score_gauges_export_only_the_top_services() {
         .filter_map(|l| l.split("service=\"").nth(1)?.split('"').next())
         .collect();
     assert_eq!(services.len(), 5, "{text}");
-    assert!(services.contains("s29") && services.contains("s25"), "{services:?}");
+    assert!(
+        services.contains("s29") && services.contains("s25"),
+        "{services:?}"
+    );
     let lines = text
         .lines()
         .filter(|l| l.starts_with("mcpwatch_anomaly_score{"))
         .count();
     assert_eq!(lines, 5 * 4, "4 metrics carried values: {text}");
     // s00 ends on an ordinary value
-    assert!(text.contains("mcpwatch_anomaly_services_anomalous 29"), "{text}");
+    assert!(
+        text.contains("mcpwatch_anomaly_services_anomalous 29"),
+        "{text}"
+    );
     // scores fall back: the exported set follows (removed labels leave the exposition)
     for s in 0..25 {
         let values = [Some(100.0 + s as f64 * 10.0), None, None, None, None];
@@ -357,7 +391,11 @@ async fn recent_anomalies_reach_the_cache_with_their_coverage() {
     }));
     // five spikes in a flat series: the cache keeps the newest three
     for i in 0..100usize {
-        let v = if i % 20 == 10 { 50.0 } else { 1.0 + 0.01 * (i % 2) as f64 };
+        let v = if i % 20 == 10 {
+            50.0
+        } else {
+            1.0 + 0.01 * (i % 2) as f64
+        };
         feed.offer_record(record("svc", i, Metric::Errors, v));
     }
     drop(feed);
@@ -374,7 +412,11 @@ async fn recent_anomalies_reach_the_cache_with_their_coverage() {
         assert!(Instant::now() < deadline, "the cache never got the list");
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    let ts: Vec<i64> = cached.anomalies.iter().map(|a| (a.ts_ms - T0) / HOUR).collect();
+    let ts: Vec<i64> = cached
+        .anomalies
+        .iter()
+        .map(|a| (a.ts_ms - T0) / HOUR)
+        .collect();
     assert_eq!(ts, vec![90, 70, 50], "newest first");
     // complete from just after the newest anomaly it had to let go
     assert_eq!(cached.since_ms, T0 + 30 * HOUR + 1);
@@ -423,7 +465,11 @@ async fn detection_keeps_its_pace_while_the_webhook_hangs() {
     for i in 0..BUCKETS {
         for s in 0..SERVICES {
             // every service spikes at bucket 40: 400 incidents for a webhook that never answers
-            let v = if i == 40 { 100.0 } else { 1.0 + 0.01 * ((i + s) % 3) as f64 };
+            let v = if i == 40 {
+                100.0
+            } else {
+                1.0 + 0.01 * ((i + s) % 3) as f64
+            };
             assert!(feed.offer_record(record(&format!("s{s}"), i, Metric::Requests, v)));
         }
     }

@@ -178,9 +178,8 @@ pub async fn list(
     State(state): State<ApiState>,
     params: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<AnomaliesResponse>, ApiError> {
-    let Query(params) = params.map_err(|e| {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text())
-    })?;
+    let Query(params) = params
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
     let api = state
         .anomalies
         .as_ref()
@@ -328,7 +327,11 @@ mod tests {
         let since = day - 3 * 24 * HOUR;
 
         // every service, newest first, from PostgreSQL
-        let (status, v) = get(app(state(api.clone())), &format!("/v1/anomalies?since={since}")).await;
+        let (status, v) = get(
+            app(state(api.clone())),
+            &format!("/v1/anomalies?since={since}"),
+        )
+        .await;
         assert_eq!(status, StatusCode::OK, "{v}");
         assert_eq!(v["source"], "database");
         let metrics_in_order: Vec<&str> = v["anomalies"]
@@ -337,7 +340,10 @@ mod tests {
             .iter()
             .map(|a| a["metric"].as_str().unwrap())
             .collect();
-        assert_eq!(metrics_in_order, ["requests", "response_time", "errors", "cpu"]);
+        assert_eq!(
+            metrics_in_order,
+            ["requests", "response_time", "errors", "cpu"]
+        );
         let first = &v["anomalies"][0];
         assert_eq!(first["service_id"], "gh");
         assert_eq!(first["score"], 0.35);
@@ -346,7 +352,11 @@ mod tests {
         assert_eq!(first["source"], "stream");
 
         // one service, a score floor, a limit; the default window is the last 24 h
-        let (_, v) = get(app(state(api.clone())), "/v1/anomalies?service=fs&min_score=0.5").await;
+        let (_, v) = get(
+            app(state(api.clone())),
+            "/v1/anomalies?service=fs&min_score=0.5",
+        )
+        .await;
         assert_eq!(v["count"], 1, "{v}");
         assert_eq!(v["anomalies"][0]["metric"], "response_time");
         let rfc = crate::alert::discord::rfc3339(since).replace('+', "%2B");
