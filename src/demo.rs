@@ -53,18 +53,21 @@ pub async fn run(
 
     let now = crate::daemon::now_ms();
     let history_ms = args.history_hours * 3_600_000;
-    // backfill: one sample per server every 10 minutes, small enough for the mock cluster's
-    // per-partition retention (the anomaly detectors learn 150 buckets before they score:
-    // with 96 h of 30-minute buckets the last 21 h of history are checked)
-    let step_ms = 600_000;
+    // backfill: one message per server every 15 minutes (two per 30-minute bucket), about as
+    // many messages as the mock cluster was shown to hold. The anomaly detectors learn 150
+    // buckets before they score: 96 h of history are 192 buckets, so the last 21 h of history
+    // are checked. Counted in rounds, not samples: a message may carry several samples.
+    let step_ms = 900_000;
+    let rounds = (history_ms / step_ms) as usize;
     let backfill: Vec<(String, Vec<u8>)> = Traffic::new(TrafficArgs {
         services: args.servers,
-        samples: args.servers * (history_ms / step_ms) as usize,
+        samples: usize::MAX,
         malformed_ratio: 0.005,
         start_ms: now - history_ms,
         step_ms,
         ..TrafficArgs::default()
     })
+    .take(args.servers.max(1) * rounds)
     .map(|m| (m.key, m.payload))
     .collect();
     kafka

@@ -66,18 +66,22 @@ pub struct BucketRecord {
 }
 
 impl BucketRecord {
-    /// The record of a closed bucket. A gap-filled bucket (no sample: the engine forward-filled
-    /// it) carries no values: detectors only ever see observed data.
+    /// The record of a closed bucket, with observed values only: a gap-filled bucket (no
+    /// sample) carries none, and a value the engine forward-filled (no sample carried that
+    /// metric) is left out. Errors count as observed where requests were (MCP servers report
+    /// both together) or where some were counted.
     pub fn from_closed(b: &ClosedBucket) -> BucketRecord {
+        let x = &b.extras;
         let values = if b.gap_filled {
             [None; 5]
         } else {
             [
-                Some(f64::from(b.row.aggregates[AGG_AVG_CPU])),
-                Some(f64::from(b.row.aggregates[AGG_AVG_MEMORY])),
-                Some(b.row.total_events),
-                Some(b.extras.errors),
-                b.extras.avg_response_ms,
+                x.has_cpu.then(|| f64::from(b.row.aggregates[AGG_AVG_CPU])),
+                x.has_memory
+                    .then(|| f64::from(b.row.aggregates[AGG_AVG_MEMORY])),
+                x.has_requests.then_some(b.row.total_events),
+                (x.has_requests || x.errors != 0.0).then_some(x.errors),
+                x.avg_response_ms,
             ]
         };
         BucketRecord {

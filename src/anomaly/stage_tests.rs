@@ -223,17 +223,22 @@ fn records_from_the_feature_engine_carry_the_five_series() {
     let clock = Arc::new(ManualClock::new(T0));
     let mut engine = FeatureEngine::new(FeaturesConfig::default(), clock.clone()).unwrap();
     let mut closed = Vec::new();
-    for h in 0..3 {
+    for h in 0..5 {
         let mut s = Sample::new("fs", T0 + h * HOUR + 1000, Origin::Mcp);
+        // hour 3 only reports a CPU gauge (a Prometheus sample would)
         s.cpu = Some(0.25);
-        s.memory = Some(0.5);
-        s.requests = Some(10.0);
-        s.errors = Some(2.0);
-        s.response_time_ms = Some(80.0);
+        if h != 3 {
+            s.memory = Some(0.5);
+            s.requests = Some(10.0);
+            s.errors = Some(2.0);
+            s.response_time_ms = Some(80.0);
+        }
         clock.set(T0 + h * HOUR + 2000);
         closed.extend(engine.observe_batch(&[s]));
     }
-    assert!(!closed.is_empty());
+    clock.set(T0 + 10 * HOUR);
+    closed.extend(engine.advance_to(T0 + 10 * HOUR));
+    assert!(closed.len() >= 5, "{}", closed.len());
     let r = BucketRecord::from_closed(&closed[0]);
     assert_eq!(r.start_ms, T0);
     assert_eq!(r.value(Metric::Cpu), Some(0.25));
@@ -241,6 +246,10 @@ fn records_from_the_feature_engine_carry_the_five_series() {
     assert_eq!(r.value(Metric::Requests), Some(10.0));
     assert_eq!(r.value(Metric::Errors), Some(2.0));
     assert_eq!(r.value(Metric::ResponseTime), Some(80.0));
+    // what the engine forward-filled is not shown to the detectors
+    let r = BucketRecord::from_closed(&closed[3]);
+    assert_eq!(r.start_ms, T0 + 3 * HOUR);
+    assert_eq!(r.values, [Some(0.25), None, None, None, None]);
 }
 
 #[test]

@@ -133,6 +133,12 @@ pub struct BucketExtras {
     pub errors: f64,
     /// Worst status seen (down > degraded > healthy).
     pub worst_status: Option<Status>,
+    /// Whether a sample in the bucket carried `cpu` / `memory` / `requests` (the row's value
+    /// is forward-filled, or the sample count for `total_events`, when not): the anomaly
+    /// detectors only look at observed values.
+    pub has_cpu: bool,
+    pub has_memory: bool,
+    pub has_requests: bool,
 }
 
 /// Running count/mean/M2 (Welford) and min/max, O(1) per value. min/max are kept as `f32`:
@@ -586,6 +592,9 @@ impl OpenBucket {
                 2 => Some(Status::Down),
                 _ => None,
             },
+            has_cpu: self.cpu.n > 0,
+            has_memory: self.memory.n > 0,
+            has_requests: self.has_requests,
         }
     }
 
