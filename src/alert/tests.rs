@@ -758,3 +758,48 @@ async fn a_hanging_webhook_only_delays_its_own_queue() {
     alerter.close().await;
     assert!(closing.elapsed() < Duration::from_secs(8));
 }
+
+/// The seed's variables reach the daemon's config through `Config::load`, on top of the file
+/// and the `MCPWATCH_…` variables, and a loaded secret never prints.
+#[test]
+#[allow(clippy::result_large_err)]
+fn config_load_honours_discord_and_anomaly_z_variables() {
+    figment::Jail::expect_with(|jail| {
+        jail.create_file(
+            "alerts.toml",
+            "[alert]\ndiscord_bot_name = \"from-file\"\n[anomaly]\nz_threshold = 4.0\n",
+        )?;
+        let c = crate::config::Config::load(Some(std::path::Path::new("alerts.toml"))).unwrap();
+        assert_eq!(c.alert.discord_bot_name, "from-file");
+        assert_eq!(c.anomaly.z_threshold, 4.0);
+        assert!(!c.alert.discord_webhook_url.is_set());
+        jail.set_env(
+            ENV_DISCORD_WEBHOOK_URL,
+            format!("https://discord.test/api/webhooks/7/{TOKEN}"),
+        );
+        jail.set_env(ENV_DISCORD_BOT_NAME, "from-env");
+        jail.set_env("ANOMALY_Z", "2.5");
+        let c = crate::config::Config::load(Some(std::path::Path::new("alerts.toml"))).unwrap();
+        assert_eq!(c.alert.discord_bot_name, "from-env");
+        assert_eq!(c.anomaly.z_threshold, 2.5);
+        assert_eq!(
+            c.alert.discord_webhook_url.expose(),
+            format!("https://discord.test/api/webhooks/7/{TOKEN}")
+        );
+        let printed = c.to_json();
+        assert!(!printed.contains(TOKEN), "{printed}");
+        assert!(
+            printed.contains("\"discord_webhook_url\": \"<redacted>\""),
+            "{printed}"
+        );
+        jail.set_env("ANOMALY_Z", "lots");
+        let err = crate::config::Config::load(None).unwrap_err().to_string();
+        assert!(err.contains("ANOMALY_Z"), "{err}");
+        jail.set_env("ANOMALY_Z", "3");
+        jail.set_env(ENV_DISCORD_WEBHOOK_URL, format!("discord.test/{TOKEN}"));
+        let err = crate::config::Config::load(None).unwrap_err().to_string();
+        assert!(err.contains("alert"), "{err}");
+        assert!(!err.contains(TOKEN), "{err}");
+        Ok(())
+    });
+}
