@@ -133,11 +133,12 @@ pub struct BucketExtras {
     pub errors: f64,
     /// Worst status seen (down > degraded > healthy).
     pub worst_status: Option<Status>,
-    /// Whether a sample in the bucket carried `cpu` / `memory` / `requests` (the row's value
-    /// is forward-filled, or the sample count for `total_events`, when not): the anomaly
-    /// detectors only look at observed values.
+    /// Whether a sample in the bucket carried `cpu` (else the row's value is forward-filled);
+    /// the anomaly detectors only look at observed values.
     pub has_cpu: bool,
+    /// Whether a sample carried `memory` (else the row's value is forward-filled).
     pub has_memory: bool,
+    /// Whether a sample carried `requests` (else `total_events` is the sample count).
     pub has_requests: bool,
 }
 
