@@ -417,8 +417,9 @@ impl Alerter {
         !self.tasks.is_empty()
     }
 
-    /// Waits for the tasks to finish (they stop when the shutdown token is cancelled and every
-    /// sender is dropped; sinks get a few seconds to deliver what is queued).
+    /// Waits for the tasks to finish. The event task stops at shutdown (after folding what was
+    /// queued) or once every [`AlertSender`] is dropped; each sink then delivers what is queued,
+    /// given at most a few seconds after shutdown.
     pub async fn close(self) {
         drop(self.sender);
         for t in self.tasks {
