@@ -85,7 +85,7 @@ pub fn payload(id: &DiscordIdentity, n: &Notification) -> Value {
         .unwrap_or_default();
     let mut description = if n.is_resolved() {
         let how = match n.reason {
-            Reason::Expired => "no anomaly reported since",
+            Reason::Expired => "closed without further news (expired) at",
             _ => "back to normal at",
         };
         format!(
