@@ -87,7 +87,8 @@ pub async fn run(
                 malformed_ratio: 0.005,
                 start_ms: start,
                 step_ms,
-                seed: 11,
+                // the backfill's seed: each server keeps its request rate when the demo goes
+                // live (another seed redraws every rate, a level shift the detectors flag)
                 ..TrafficArgs::default()
             });
             let mut round = Vec::with_capacity(live_args.servers);
