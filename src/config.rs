@@ -11,6 +11,8 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+use crate::alert::AlertConfig;
+use crate::anomaly::AnomalyConfig;
 use crate::api::{ApiConfig, HttpConfig};
 use crate::cache::CacheConfig;
 use crate::features::FeaturesConfig;
@@ -31,6 +33,8 @@ pub struct Config {
     pub features: FeaturesConfig,
     pub cache: CacheConfig,
     pub forecast: ForecastConfig,
+    pub anomaly: AnomalyConfig,
+    pub alert: AlertConfig,
     pub http: HttpConfig,
     pub api: ApiConfig,
     pub log: LogConfig,
@@ -112,9 +116,19 @@ impl Config {
                 .filter(|k| k.as_str().contains("__"))
                 .split("__"),
         );
-        let config: Config = fig.extract().map_err(|e| ConfigError::Load {
+        let mut config: Config = fig.extract().map_err(|e| ConfigError::Load {
             source: Box::new(e),
         })?;
+        // the seed's variables, honoured on top of the sections they belong to
+        let env = |k: &str| std::env::var(k).ok();
+        config.anomaly.apply_env(env).map_err(|e| {
+            ConfigError::invalid(
+                "anomaly.z_threshold",
+                e.to_string(),
+                "set ANOMALY_Z to a positive number",
+            )
+        })?;
+        config.alert.apply_env(env);
         config.validate()?;
         Ok(config)
     }
@@ -140,6 +154,16 @@ impl Config {
                 e.to_string(),
                 "see config/default.toml [forecast]",
             )
+        })?;
+        self.anomaly.validate().map_err(|e| {
+            ConfigError::invalid(
+                "anomaly",
+                e.to_string(),
+                "see config/default.toml [anomaly]",
+            )
+        })?;
+        self.alert.validate().map_err(|e| {
+            ConfigError::invalid("alert", e.to_string(), "see config/default.toml [alert]")
         })?;
         self.http.validate()?;
         self.api.validate()?;

@@ -8,6 +8,8 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
+use crate::alert::{AlertMetrics, Alerter, AlerterArgs};
+use crate::anomaly::{AnomalyFeed, AnomalyMetrics, AnomalyStore, SinkArgs, StageArgs};
 use crate::api::{self, ApiState, Readiness, ReadinessCheck};
 use crate::cache::{self, CacheMetrics, CacheMode, CacheWriter, KeySpace};
 use crate::config::Config;
@@ -63,6 +65,49 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         FeatureEngine::new(config.features.clone(), Arc::new(SystemClock))
             .context("[features] section")?,
     ));
+    // anomaly detection: each closed bucket → detectors → PostgreSQL, cache, alerts
+    let alert_metrics = AlertMetrics::default();
+    let alerter = Alerter::start(AlerterArgs {
+        config: config.alert.clone(),
+        metrics: alert_metrics.clone(),
+        shutdown: shutdown.clone(),
+        clock: Arc::new(now_ms),
+    })
+    .context("[alert] section")?;
+    tracing::info!(
+        discord = config.alert.discord_webhook_url.is_set(),
+        alertmanager = config.alert.alertmanager_url.is_set(),
+        running = alerter.is_running(),
+        "alerting"
+    );
+    let anomaly_metrics = AnomalyMetrics::default();
+    let (anomaly_feed, anomaly_stage, anomaly_store) = if config.anomaly.enabled {
+        let store = AnomalyStore::start(SinkArgs {
+            pool: pool.clone(),
+            partitions: partitions.clone(),
+            batch_rows: config.anomaly.store_batch_rows,
+            flush_ms: config.anomaly.store_flush_ms,
+            queue_rows: config.anomaly.store_queue_rows,
+            metrics: anomaly_metrics.clone(),
+            shutdown: shutdown.clone(),
+        });
+        let (feed, records) = AnomalyFeed::channel(config.anomaly.queue_records, &anomaly_metrics);
+        let stage = tokio::spawn(crate::anomaly::stage::run(StageArgs {
+            config: config.anomaly.clone(),
+            resolve_after_ms: config.alert.rules().resolve_after_ms,
+            records,
+            sink: store.sink(),
+            cache: cache_writer.sender(),
+            keys: KeySpace::new(&config.cache.key_prefix),
+            alerts: alerter.sender(),
+            metrics: anomaly_metrics.clone(),
+            clock: Arc::new(now_ms),
+        }));
+        (Some(feed), Some(stage), Some(store))
+    } else {
+        (None, None, None)
+    };
+
     let downstream_metrics = DownstreamMetrics::default();
     let (downstream_tx, downstream_rx) = tokio::sync::mpsc::channel(64);
     let downstream = tokio::spawn(downstream::run(DownstreamArgs {
@@ -81,6 +126,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         metrics: downstream_metrics.clone(),
         shutdown: shutdown.clone(),
         clock: Arc::new(now_ms),
+        anomaly: anomaly_feed,
     }));
 
     // forecasts every active service on a cadence and keeps the latest hot
@@ -170,6 +216,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     cache_metrics.register(&mut registry);
     downstream_metrics.register(&mut registry);
     forecast_metrics.register(&mut registry);
+    anomaly_metrics.register(&mut registry);
+    alert_metrics.register(&mut registry);
     let api_metrics = api::metrics::ApiMetrics::default();
     api_metrics.register(&mut registry);
     // API keys: the whole table in memory, re-read every api.key_refresh_ms
@@ -191,11 +239,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     } else {
         (None, None)
     };
-    // forecast anomalies flagged by POST /plans go here (the alerter, when wired); without a
-    // receiver they are counted in mcpwatch_plan_anomalies_total only
-    let forecast_anomalies: Option<
-        tokio::sync::mpsc::Sender<crate::forecast::policy::ForecastAnomaly>,
-    > = None;
+    // forecast anomalies flagged by POST /plans go to the alerter (and are counted in
+    // mcpwatch_plan_anomalies_total either way)
+    let forecast_anomalies = Some(forecast_anomaly_bridge(alerter.sender(), shutdown.clone()));
     let core = api::ApiCore::new(
         api::ApiCoreArgs {
             config: config.api.clone(),
@@ -222,6 +268,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         readiness: Arc::new(readiness),
         core: Arc::new(core),
         http: config.http.clone(),
+        anomalies: config.anomaly.enabled.then(|| api::anomalies::AnomalyApi {
+            pool: pool.clone(),
+            cache: cache_backend.clone(),
+            keys: KeySpace::new(&config.cache.key_prefix),
+            clock: Arc::new(now_ms),
+        }),
     };
     let listener = tokio::net::TcpListener::bind(&config.http.listen)
         .await
@@ -236,6 +288,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 
     pipeline.join().await.context("ingest pipeline")?;
     downstream.await.context("features stage")?;
+    if let Some(stage) = anomaly_stage {
+        stage
+            .await
+            .context("anomaly stage")?
+            .context("anomaly stage")?;
+    }
+    if let Some(store) = anomaly_store {
+        store.close().await;
+    }
+    alerter.close().await;
     forecast_loop.await.context("forecast loop")?;
     let cache_stats = cache_writer.close().await;
     tracing::info!(?cache_stats, "cache writer closed");
@@ -256,6 +318,46 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     }
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// Forwards the forecast anomalies `POST /plans` flags to the alerter (de-duplicated there like
+/// any anomaly), from a bounded queue the handlers `try_send` into. The task ends at shutdown.
+fn forecast_anomaly_bridge(
+    alerts: crate::alert::AlertSender,
+    shutdown: CancellationToken,
+) -> tokio::sync::mpsc::Sender<crate::forecast::policy::ForecastAnomaly> {
+    use crate::alert::{AlertEvent, Anomaly, AnomalySource, Severity};
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<crate::forecast::policy::ForecastAnomaly>(256);
+    tokio::spawn(async move {
+        loop {
+            let a = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                a = rx.recv() => match a { Some(a) => a, None => break },
+            };
+            // z at the threshold scores 0.5 (as the streaming detectors' alert line); twice it, 1
+            let score = (0.5 * a.z_score / a.threshold.max(f64::EPSILON)).clamp(0.0, 1.0);
+            alerts.send(AlertEvent::ForecastAnomaly(Anomaly {
+                service_id: a.service_id.clone(),
+                metric: a.metric_name.clone(),
+                source: AnomalySource::Forecast,
+                ts_ms: a.value_at_ms,
+                score,
+                value: a.value,
+                expected: Some(a.history_mean),
+                severity: if a.z_score >= 2.0 * a.threshold {
+                    Severity::Critical
+                } else {
+                    Severity::Warning
+                },
+                detector: a.model_version.clone(),
+                message: Some(format!(
+                    "forecast by {} reaches {:.1} (z = {:.1} against a history mean of {:.1} ± {:.1} over {} points)",
+                    a.model_version, a.value, a.z_score, a.history_mean, a.history_std, a.history_points
+                )),
+            }));
+        }
+    });
+    tx
 }
 
 /// Cancels `token` on SIGTERM or SIGINT.

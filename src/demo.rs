@@ -62,17 +62,21 @@ pub async fn run(
 
     let now = crate::daemon::now_ms();
     let history_ms = args.history_hours * 3_600_000;
-    // backfill: one sample per server every 5 minutes, small enough for the mock cluster's
-    // per-partition retention
-    let step_ms = 300_000;
+    // backfill: one message per server every 15 minutes (two per 30-minute bucket), about as
+    // many messages as the mock cluster was shown to hold. The anomaly detectors learn 150
+    // buckets before they score: 96 h of history are 192 buckets, so the last 21 h of history
+    // are checked. Counted in rounds, not samples: a message may carry several samples.
+    let step_ms = 900_000;
+    let rounds = (history_ms / step_ms) as usize;
     let backfill: Vec<(String, Vec<u8>)> = Traffic::new(TrafficArgs {
         services: args.servers,
-        samples: args.servers * (history_ms / step_ms) as usize,
+        samples: usize::MAX,
         malformed_ratio: 0.005,
         start_ms: now - history_ms,
         step_ms,
         ..TrafficArgs::default()
     })
+    .take(args.servers.max(1) * rounds)
     .map(|m| (m.key, m.payload))
     .collect();
     kafka
@@ -92,7 +96,8 @@ pub async fn run(
                 malformed_ratio: 0.005,
                 start_ms: start,
                 step_ms,
-                seed: 11,
+                // the backfill's seed: each server keeps its request rate when the demo goes
+                // live (another seed redraws every rate, a level shift the detectors flag)
                 ..TrafficArgs::default()
             });
             let mut round = Vec::with_capacity(live_args.servers);
@@ -130,6 +135,7 @@ pub async fn run(
         "\nmcpwatch demo: {} simulated MCP servers ({} h of history, then live every {} s)\n  \
          metrics:  curl http://{listen}/metrics\n  \
          ready:    curl http://{listen}/readyz\n  \
+         anomalies: curl 'http://{listen}/v1/anomalies?min_score=0.3'\n  \
          store:    PostgreSQL {} (schema {})\n  \
          stop:     Ctrl-C\n",
         args.servers,

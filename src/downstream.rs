@@ -111,6 +111,9 @@ pub struct DownstreamArgs {
     pub metrics: DownstreamMetrics,
     pub shutdown: CancellationToken,
     pub clock: Arc<dyn Fn() -> i64 + Send + Sync>,
+    /// Each closed bucket goes to the anomaly detection stage (`try_send`: dropped and counted
+    /// when that stage is behind, never waited on). `None`: detection is off.
+    pub anomaly: Option<crate::anomaly::AnomalyFeed>,
 }
 
 /// Where a service this replica does not hold is rebuilt from when the cache has no snapshot
@@ -299,6 +302,9 @@ fn fold(args: &DownstreamArgs, batch: &[Sample], offered: &mut HashMap<String, i
         let closed = engine.observe_batch(batch);
         for b in &closed {
             entries.push(bucket_entry(&args.keys, b));
+            if let Some(feed) = &args.anomaly {
+                feed.offer(b);
+            }
         }
         let mut seen = std::collections::HashSet::new();
         for b in &closed {
@@ -333,6 +339,9 @@ fn maintain(args: &DownstreamArgs) {
     let mut engine = args.engine.lock().expect("feature engine poisoned");
     for b in engine.advance_to(now) {
         entries.push(bucket_entry(&args.keys, &b));
+        if let Some(feed) = &args.anomaly {
+            feed.offer(&b);
+        }
     }
     let evicted = engine.evict_idle();
     args.metrics.evicted_services.inc_by(evicted.len() as u64);
@@ -399,6 +408,7 @@ mod tests {
             metrics: DownstreamMetrics::default(),
             shutdown: shutdown.clone(),
             clock: Arc::new(move || stage_clock.now_ms()),
+            anomaly: None,
         }));
         // 30 hours of one sample per hour
         for h in 0..30 {
@@ -527,6 +537,7 @@ mod tests {
             engine: engine.clone(),
             cache: writer.sender(),
             cache_reader: None,
+            anomaly: None,
             history: Some(HistorySource {
                 pool: pool.clone(),
                 lookback_ms: 168 * HOUR,

@@ -30,8 +30,9 @@ enum Command {
         /// Simulated MCP servers.
         #[arg(long, default_value_t = 40)]
         servers: usize,
-        /// Hours of history produced before going live.
-        #[arg(long, default_value_t = 48)]
+        /// Hours of history produced before going live (the anomaly detectors learn 75 h of
+        /// 30-minute buckets before they score).
+        #[arg(long, default_value_t = 96)]
         history_hours: i64,
         /// Seconds between two live samples of one server.
         #[arg(long, default_value_t = 10)]

@@ -9,6 +9,7 @@
 //! - [`auth`]: API keys (`mcpwatch apikey`), [`ratelimit`]: per-key limits, [`middleware`]:
 //!   the layers every request passes; [`openapi`]: `/openapi.json`.
 
+pub mod anomalies;
 pub mod audit;
 pub mod auth;
 mod config;
@@ -61,6 +62,8 @@ pub struct ApiState {
     pub core: Arc<ApiCore>,
     /// Transport settings: body limit and request timeout.
     pub http: HttpConfig,
+    /// What `/v1/anomalies` reads (`None`: detection is off, the route answers 503).
+    pub anomalies: Option<anomalies::AnomalyApi>,
 }
 
 /// `GET /v1/ping`: a trivial answer behind the same layers as `/plans` (auth, rate limit,
@@ -86,6 +89,7 @@ pub fn app(state: ApiState) -> Router {
         .route("/v1/servers/{id}/forecast", get(query::forecast))
         .route("/v1/servers/{id}/trend", get(query::trend))
         .route("/v1/stats", get(stats::stats))
+        .route("/v1/anomalies", get(anomalies::list))
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(state.http.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(

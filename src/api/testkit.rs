@@ -111,6 +111,7 @@ pub fn kit(o: KitOptions) -> Kit {
             readiness: Arc::new(Readiness::default()),
             core: Arc::new(core),
             http: o.http,
+            anomalies: None,
         },
         cache,
         clock,

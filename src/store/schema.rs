@@ -32,6 +32,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../sql/0002_api.sql"),
     },
     Migration {
+        version: 3,
+        name: "0003_anomalies.sql",
+        sql: include_str!("../../sql/0003_anomalies.sql"),
+    },
+    Migration {
         version: 4,
         name: "0004_forecasts.sql",
         sql: include_str!("../../sql/0004_forecasts.sql"),
@@ -39,7 +44,7 @@ pub const MIGRATIONS: &[Migration] = &[
 ];
 
 /// The tables partitioned by day that the store keeps partitions for.
-pub const PARTITIONED: &[&str] = &["samples", "plans", "forecasts"];
+pub const PARTITIONED: &[&str] = &["samples", "plans", "anomalies", "forecasts"];
 
 const LOCK_KEY: i64 = 0x6d63_7077_6174_6368; // "mcpwatch"
 
