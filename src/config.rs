@@ -16,6 +16,7 @@ use crate::cache::CacheConfig;
 use crate::features::FeaturesConfig;
 use crate::forecast::ForecastConfig;
 use crate::ingest::{IngestConfig, KafkaConfig};
+use crate::lifecycle::RetentionConfig;
 use crate::store::StoreConfig;
 
 /// The environment prefix: `MCPWATCH_STORE__URL` sets `store.url`.
@@ -33,6 +34,7 @@ pub struct Config {
     pub forecast: ForecastConfig,
     pub http: HttpConfig,
     pub log: LogConfig,
+    pub retention: RetentionConfig,
 }
 
 /// Logging.
@@ -141,6 +143,7 @@ impl Config {
             )
         })?;
         self.http.validate()?;
+        self.retention.validate()?;
         match self.log.format.as_str() {
             "text" | "json" => Ok(()),
             other => Err(ConfigError::invalid(

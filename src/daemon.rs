@@ -122,6 +122,32 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         })
     };
 
+    // data lifecycle: aggregates, storage budget, retention (archive → verify → drop)
+    let lifecycle_metrics = crate::lifecycle::LifecycleMetrics::default();
+    let lifecycle = config.retention.enabled.then(|| {
+        let clock: Arc<dyn Fn() -> i64 + Send + Sync> = Arc::new(now_ms);
+        crate::lifecycle::Jobs {
+            retention: crate::lifecycle::Retention::new(crate::lifecycle::RetentionArgs {
+                pool: pool.clone(),
+                config: config.retention.clone(),
+                partitions: partitions.clone(),
+                partitions_ahead_days: config.store.partitions_ahead_days,
+                metrics: lifecycle_metrics.clone(),
+                clock: clock.clone(),
+            }),
+            aggregator: crate::lifecycle::Aggregator::new(crate::lifecycle::AggregatorArgs {
+                pool: pool.clone(),
+                config: config.retention.clone(),
+                partitions: partitions.clone(),
+                metrics: lifecycle_metrics.clone(),
+                clock,
+            }),
+            config: config.retention.clone(),
+            shutdown: shutdown.clone(),
+        }
+        .spawn()
+    });
+
     let kafka_up = metrics.ingest.kafka_up.clone();
     let cache_status = cache_writer.status();
     let probe_pool = pool.clone();
@@ -157,9 +183,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     cache_metrics.register(&mut registry);
     downstream_metrics.register(&mut registry);
     forecast_metrics.register(&mut registry);
+    lifecycle_metrics.register(&mut registry);
     let state = ApiState {
         registry: Arc::new(registry),
         readiness: Arc::new(readiness),
+        query: config.retention.archive.then(|| {
+            Arc::new(api::query::QueryState {
+                archive_dir: config.retention.archive_dir.clone(),
+                max_rows: config.retention.query_max_rows,
+                timeout: Duration::from_secs(config.retention.query_timeout_secs),
+            })
+        }),
     };
     let listener = tokio::net::TcpListener::bind(&config.http.listen)
         .await
@@ -178,6 +212,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let cache_stats = cache_writer.close().await;
     tracing::info!(?cache_stats, "cache writer closed");
     maintenance.await.ok();
+    if let Some(lifecycle) = lifecycle {
+        lifecycle.await.ok();
+    }
     server
         .await
         .context("http server task")?

@@ -6,6 +6,7 @@
 mod config;
 mod error;
 mod health;
+pub mod query;
 
 #[cfg(test)]
 mod tests;
@@ -26,6 +27,8 @@ pub struct ApiState {
     pub registry: Arc<prometheus_client::registry::Registry>,
     /// Probes of the daemon's dependencies for `/readyz`.
     pub readiness: Arc<Readiness>,
+    /// Read-only SQL over the archive (`GET /v1/query`); None when archiving is off.
+    pub query: Option<Arc<query::QueryState>>,
 }
 
 /// Every route of the daemon.
@@ -34,6 +37,7 @@ pub fn app(state: ApiState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
+        .route("/v1/query", get(query::query))
         .fallback(|| async { ApiError::not_found("no such route") })
         .with_state(state)
 }

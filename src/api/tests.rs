@@ -29,6 +29,7 @@ fn state(pg_ok: bool) -> ApiState {
                 },
             ],
         }),
+        query: None,
     }
 }
 

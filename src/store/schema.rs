@@ -20,14 +20,28 @@ pub struct Migration {
 }
 
 /// Every migration, in order. Add new files at the end; never edit an applied one.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "0001_samples.sql",
-    sql: include_str!("../../sql/0001_samples.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "0001_samples.sql",
+        sql: include_str!("../../sql/0001_samples.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "0005_lifecycle.sql",
+        sql: include_str!("../../sql/0005_lifecycle.sql"),
+    },
+];
 
 /// The tables partitioned by day that the store keeps partitions for.
-pub const PARTITIONED: &[&str] = &["samples"];
+pub const PARTITIONED: &[&str] = &[
+    "samples",
+    // aggregates (0005_lifecycle.sql)
+    "samples_5m",
+    "samples_15m",
+    "samples_1h",
+    "samples_24h",
+];
 
 const LOCK_KEY: i64 = 0x6d63_7077_6174_6368; // "mcpwatch"
 
