@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
-use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
-use datafusion::prelude::ArrowReadOptions;
+use datafusion::execution::context::SQLOptions;
+use datafusion::datasource::file_format::options::ArrowReadOptions;
+use datafusion::prelude::{SessionConfig, SessionContext};
 
 use super::archive::DATA_FILE;
 use super::LifecycleError;

@@ -393,7 +393,7 @@ async fn a_crash_at_any_step_is_finished_by_the_next_run_without_loss_or_duplica
     }
     assert_eq!(remaining + archived, total, "rows before = remaining + archived");
     assert_eq!(archive_count(&dir).await, archived, "no duplicate in the archive");
-    assert!(!d10.join("part-00000.arrow.tmp").exists() || archive_count(&dir).await == archived);
+    assert!(!d10.join("part-00000.arrow.tmp").exists(), "the partial file was replaced");
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -692,7 +692,7 @@ async fn query_endpoint_is_read_only_limited_and_answers_errors_in_json() {
             (status, String::from_utf8(body.to_vec()).unwrap())
         }
     };
-    let enc = |s: &str| s.replace(' ', "%20").replace('*', "%2A").replace('\'', "%27");
+    let enc = |s: &str| s.replace(' ', "%20").replace('*', "%2A").replace('\'', "%27").replace('=', "%3D");
 
     let (status, body) = get(format!("/v1/query?sql={}", enc("SELECT count(*) AS n FROM samples"))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
