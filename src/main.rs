@@ -417,19 +417,22 @@ fn main() -> anyhow::Result<()> {
                     mcpwatch::daemon::now_ms(),
                 )
                 .await
-                .with_context(|| format!("preparing schema {} at store.url", config.store.schema))?;
+                .with_context(|| {
+                    format!("preparing schema {} at store.url", config.store.schema)
+                })?;
                 let metrics = mcpwatch::lifecycle::LifecycleMetrics::default();
                 match job {
                     Retention::Run => {
-                        let retention =
-                            mcpwatch::lifecycle::Retention::new(mcpwatch::lifecycle::RetentionArgs {
+                        let retention = mcpwatch::lifecycle::Retention::new(
+                            mcpwatch::lifecycle::RetentionArgs {
                                 pool,
                                 config: config.retention.clone(),
                                 partitions,
                                 partitions_ahead_days: config.store.partitions_ahead_days,
                                 metrics,
                                 clock: std::sync::Arc::new(mcpwatch::daemon::now_ms),
-                            });
+                            },
+                        );
                         let report = retention.run_with_retry().await?;
                         println!("{report}");
                     }
@@ -473,7 +476,11 @@ fn main() -> anyhow::Result<()> {
                         eprintln!(
                             "{} row(s){}",
                             result.rows,
-                            if result.truncated { " (truncated by --limit)" } else { "" }
+                            if result.truncated {
+                                " (truncated by --limit)"
+                            } else {
+                                ""
+                            }
                         );
                     }
                     QueryFormat::Csv => {

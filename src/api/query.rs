@@ -50,7 +50,9 @@ pub async fn query(
         None | Some("json") => false,
         Some("csv") => true,
         Some(other) => {
-            return Err(bad(format!("unknown format {other:?}: use json or csv")).with_field("format"))
+            return Err(
+                bad(format!("unknown format {other:?}: use json or csv")).with_field("format")
+            )
         }
     };
     let ctx = archive_context(&q.archive_dir)

@@ -79,8 +79,9 @@ pub const AGGREGATE_COLUMNS: &[&str] = &[
 
 /// Raw samples covered by one transaction (a multiple of every resolution).
 const CHUNK_SECS: i64 = 86_400;
-/// Base of the per-resolution advisory locks, so two replicas never compute the same chunk.
-const LOCK_BASE: i64 = 0x6d63_7077_6167_6700;
+/// Base of the per-resolution advisory lock classes (second key: the schema), so two replicas
+/// never compute the same chunk.
+const LOCK_BASE: i32 = 0x6d63_6100; // "mca\0"
 
 /// The expressions computing [`AGGREGATE_COLUMNS`] from `samples`.
 fn aggregate_expressions() -> String {
@@ -185,7 +186,10 @@ impl Aggregator {
             let label = ResolutionLabel {
                 resolution: res.name,
             };
-            self.metrics.aggregate_rows.get_or_create(&label).inc_by(rows);
+            self.metrics
+                .aggregate_rows
+                .get_or_create(&label)
+                .inc_by(rows);
             self.metrics
                 .aggregate_windows_until
                 .get_or_create(&label)
@@ -218,8 +222,7 @@ impl Aggregator {
                 done - recheck
             }
             None => {
-                (now_s - i64::from(self.config.aggregate_backfill_days) * 86_400).div_euclid(w)
-                    * w
+                (now_s - i64::from(self.config.aggregate_backfill_days) * 86_400).div_euclid(w) * w
             }
         };
         let mut done = stored.map(|d| d.timestamp()).unwrap_or(0);
@@ -238,8 +241,8 @@ impl Aggregator {
             let tx = client.transaction().await?;
             let mine: bool = tx
                 .query_one(
-                    "SELECT pg_try_advisory_xact_lock($1)",
-                    &[&(LOCK_BASE + index as i64)],
+                    "SELECT pg_try_advisory_xact_lock($1, hashtext(current_schema()))",
+                    &[&(LOCK_BASE + index as i32)],
                 )
                 .await?
                 .get(0);

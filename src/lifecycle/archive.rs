@@ -97,9 +97,7 @@ impl Kind {
     fn of(pg_type: &str) -> Kind {
         match pg_type {
             "text" | "name" => Kind::Text,
-            t if t.starts_with("character varying") || t.starts_with("character(") => {
-                Kind::AsText
-            }
+            t if t.starts_with("character varying") || t.starts_with("character(") => Kind::AsText,
             "smallint" => Kind::I16,
             "integer" => Kind::I32,
             "bigint" => Kind::I64,
@@ -224,19 +222,23 @@ impl Archive {
 
     /// `<dir>/<table>/day=YYYY-MM-DD`.
     pub fn day_dir(&self, table: &str, day: i64) -> PathBuf {
-        self.dir.join(table).join(format!("day={}", day_string(day)))
+        self.dir
+            .join(table)
+            .join(format!("day={}", day_string(day)))
     }
 
     /// The manifest of an archived partition, if its archive completed.
     pub fn read_manifest(&self, table: &str, day: i64) -> Result<Option<Manifest>, LifecycleError> {
         let path = self.day_dir(table, day).join(MANIFEST_FILE);
         match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| LifecycleError::Manifest {
-                    path: path.clone(),
-                    problem: e.to_string(),
-                }),
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|e| LifecycleError::Manifest {
+                        path: path.clone(),
+                        problem: e.to_string(),
+                    })
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(LifecycleError::io(&path, e)),
         }
@@ -295,8 +297,8 @@ impl Archive {
         let tmp_path = dir.join(format!("{DATA_FILE}.tmp"));
 
         let file = File::create(&tmp_path).map_err(|e| LifecycleError::io(&tmp_path, e))?;
-        let options = IpcWriteOptions::default()
-            .try_with_compression(Some(CompressionType::LZ4_FRAME))?;
+        let options =
+            IpcWriteOptions::default().try_with_compression(Some(CompressionType::LZ4_FRAME))?;
         let mut writer = FileWriter::try_new_with_options(BufWriter::new(file), &schema, options)?;
 
         let select = columns
@@ -311,10 +313,7 @@ impl Archive {
             .collect::<Vec<_>>()
             .join(", ");
         let stream = client
-            .query_raw(
-                &format!("SELECT {select} FROM {}", part.name),
-                no_params(),
-            )
+            .query_raw(&format!("SELECT {select} FROM {}", part.name), no_params())
             .await?;
         futures::pin_mut!(stream);
         let mut builders: Vec<Builder> = columns.iter().map(|c| Builder::new(c.kind)).collect();
@@ -445,7 +444,9 @@ pub fn read_back(path: &Path) -> Result<(u64, u64, String), LifecycleError> {
     let mut buf = vec![0u8; 1 << 16];
     let mut bytes = 0u64;
     loop {
-        let n = file.read(&mut buf).map_err(|e| LifecycleError::io(path, e))?;
+        let n = file
+            .read(&mut buf)
+            .map_err(|e| LifecycleError::io(path, e))?;
         if n == 0 {
             break;
         }
@@ -465,7 +466,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), LifecycleError> {
     let tmp = path.with_extension("json.tmp");
     {
         let mut f = File::create(&tmp).map_err(|e| LifecycleError::io(&tmp, e))?;
-        f.write_all(bytes).map_err(|e| LifecycleError::io(&tmp, e))?;
+        f.write_all(bytes)
+            .map_err(|e| LifecycleError::io(&tmp, e))?;
         f.sync_all().map_err(|e| LifecycleError::io(&tmp, e))?;
     }
     std::fs::rename(&tmp, path).map_err(|e| LifecycleError::io(path, e))?;

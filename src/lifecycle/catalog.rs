@@ -111,7 +111,10 @@ mod tests {
     fn partition_names_round_trip() {
         let name = crate::store::schema::partition_name("samples_5m", 20_413);
         assert_eq!(parse_partition_name(&name), Some(("samples_5m", 20_413)));
-        assert_eq!(parse_partition_name("samples_p19700101"), Some(("samples", 0)));
+        assert_eq!(
+            parse_partition_name("samples_p19700101"),
+            Some(("samples", 0))
+        );
         assert_eq!(parse_partition_name("samples"), None);
         assert_eq!(parse_partition_name("samples_p2025112"), None);
         assert_eq!(parse_partition_name("samples_p20251341"), None);

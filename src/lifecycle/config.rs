@@ -125,12 +125,19 @@ impl RetentionConfig {
         let positive = [
             ("retention.interval_secs", self.interval_secs),
             ("retention.budget_check_secs", self.budget_check_secs),
-            ("retention.aggregate_interval_secs", self.aggregate_interval_secs),
+            (
+                "retention.aggregate_interval_secs",
+                self.aggregate_interval_secs,
+            ),
             ("retention.query_timeout_secs", self.query_timeout_secs),
         ];
         for (key, v) in positive {
             if v == 0 {
-                return Err(ConfigError::invalid(key, "is 0", "use a positive number of seconds"));
+                return Err(ConfigError::invalid(
+                    key,
+                    "is 0",
+                    "use a positive number of seconds",
+                ));
             }
         }
         if !(self.emergency_ratio > 0.0 && self.emergency_ratio <= 1.0) {

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
-use datafusion::execution::context::SQLOptions;
 use datafusion::datasource::file_format::options::ArrowReadOptions;
+use datafusion::execution::context::SQLOptions;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use super::archive::DATA_FILE;

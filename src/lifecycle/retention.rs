@@ -21,8 +21,9 @@ use crate::store::copy::day_of;
 use crate::store::schema::PARTITIONED;
 use crate::store::Partitions;
 
-/// Advisory lock key of the lifecycle jobs ("mcpw-ret").
-pub(crate) const LOCK_KEY: i64 = 0x6d63_7077_2d72_6574;
+/// Advisory lock class of the retention job; the second key is `hashtext(current_schema())`,
+/// so installs in different schemas of one database do not block each other.
+pub(crate) const LOCK_CLASS: i32 = 0x6d63_7072; // "mcpr"
 
 /// What one run did. Its `Display` is the summary line `mcpwatch retention run` prints.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -139,7 +140,9 @@ impl Retention {
             .config
             .archive
             .then(|| Archive::new(args.config.archive_dir.clone()));
-        args.metrics.budget_bytes.set(args.config.budget_bytes as i64);
+        args.metrics
+            .budget_bytes
+            .set(args.config.budget_bytes as i64);
         Retention {
             pool: args.pool,
             config: args.config,
@@ -219,7 +222,10 @@ impl Retention {
     async fn locked(&self, job: Job) -> Result<RetentionReport, LifecycleError> {
         let client = self.pool.get().await?;
         let got: bool = client
-            .query_one("SELECT pg_try_advisory_lock($1)", &[&LOCK_KEY])
+            .query_one(
+                "SELECT pg_try_advisory_lock($1, hashtext(current_schema()))",
+                &[&LOCK_CLASS],
+            )
             .await?
             .get(0);
         if !got {
@@ -240,7 +246,7 @@ impl Retention {
         };
         let unlocked = client
             .batch_execute(&format!(
-                "SELECT pg_advisory_unlock({LOCK_KEY}); RESET lock_timeout"
+                "SELECT pg_advisory_unlock({LOCK_CLASS}, hashtext(current_schema())); RESET lock_timeout"
             ))
             .await;
         if unlocked.is_err() {
@@ -250,7 +256,10 @@ impl Retention {
         result
     }
 
-    async fn set_lock_timeout(&self, client: &tokio_postgres::Client) -> Result<(), LifecycleError> {
+    async fn set_lock_timeout(
+        &self,
+        client: &tokio_postgres::Client,
+    ) -> Result<(), LifecycleError> {
         client
             .batch_execute(&format!(
                 "SET lock_timeout = {}",

@@ -86,7 +86,7 @@ async fn fill_day(pool: &deadpool_postgres::Pool, day: i64, rows: i64) {
                     (g % 3)::int2, CASE WHEN g % 17 = 0 THEN NULL ELSE (1 + g % 3)::int2 END, \
                     'i-' || (g % 4), CASE WHEN g % 5 = 0 THEN NULL ELSE 'host-' || (g % 2) END, \
                     'linux' \
-             FROM generate_series(0, $3 - 1) g",
+             FROM generate_series(0, $3::int8 - 1) g",
             &[&((day * 86_400) as f64), &step, &rows],
         )
         .await
@@ -227,7 +227,11 @@ async fn retention_drops_expired_partitions_whole_archives_them_and_creates_ahea
     let days: Vec<i64> = samples_days(&parts).iter().map(|d| d.0).collect();
     assert_eq!(days, (today - 6..=today + 3).collect::<Vec<_>>());
     for t in ["samples_5m", "samples_15m", "samples_1h", "samples_24h"] {
-        let ahead: Vec<i64> = parts.iter().filter(|p| p.table == t).map(|p| p.day).collect();
+        let ahead: Vec<i64> = parts
+            .iter()
+            .filter(|p| p.table == t)
+            .map(|p| p.day)
+            .collect();
         assert_eq!(ahead, (today..=today + 3).collect::<Vec<_>>(), "{t}");
     }
     let after = count(&pool, "SELECT count(*) FROM samples").await;
@@ -242,7 +246,10 @@ async fn retention_drops_expired_partitions_whole_archives_them_and_creates_ahea
         assert_eq!(m.compression, "lz4_frame");
         assert_eq!(m.files.len(), 1);
         assert_eq!(m.files[0].sha256.len(), 64);
-        assert!(m.schema.iter().any(|c| c.name == "ts" && c.pg_type == "timestamp with time zone"));
+        assert!(m
+            .schema
+            .iter()
+            .any(|c| c.name == "ts" && c.pg_type == "timestamp with time zone"));
     }
     assert_eq!(archive_count(&dir).await, 800);
     let text = crate::telemetry::render(&{
@@ -250,12 +257,21 @@ async fn retention_drops_expired_partitions_whole_archives_them_and_creates_ahea
         metrics.register(&mut r);
         r
     });
-    assert!(text.contains("mcpwatch_retention_rows_archived_total{table=\"samples\"} 800"), "{text}");
-    assert!(text.contains("mcpwatch_lifecycle_runs_total{job=\"retention\",outcome=\"ok\"} 1"), "{text}");
+    assert!(
+        text.contains("mcpwatch_retention_rows_archived_total{table=\"samples\"} 800"),
+        "{text}"
+    );
+    assert!(
+        text.contains("mcpwatch_lifecycle_runs_total{job=\"retention\",outcome=\"ok\"} 1"),
+        "{text}"
+    );
 
     // idempotent: nothing left to do
     let again = job.run_once().await.unwrap();
-    assert_eq!((again.dropped, again.archived, again.partitions_created), (0, 0, 0));
+    assert_eq!(
+        (again.dropped, again.archived, again.partitions_created),
+        (0, 0, 0)
+    );
     assert_eq!(count(&pool, "SELECT count(*) FROM samples").await, after);
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -277,7 +293,11 @@ async fn archive_round_trip_is_value_exact_through_datafusion() {
         .await
         .unwrap();
     assert_eq!((report.dropped, report.rows_archived), (2, 3000));
-    assert_eq!(pg_rows(&pool, &cutoff).await.len(), 0, "dropped from PostgreSQL");
+    assert_eq!(
+        pg_rows(&pool, &cutoff).await.len(),
+        0,
+        "dropped from PostgreSQL"
+    );
     let got = archive_rows(&dir, "true").await;
     assert_eq!(got.len(), expected.len());
     assert_eq!(got, expected, "every value read back equals the one stored");
@@ -292,7 +312,10 @@ async fn archive_round_trip_is_value_exact_through_datafusion() {
     )
     .await
     .unwrap();
-    assert_eq!(r.batches[0].column(0).as_primitive::<Int64Type>().value(0), 1500);
+    assert_eq!(
+        r.batches[0].column(0).as_primitive::<Int64Type>().value(0),
+        1500
+    );
     // CSV export with a header line
     let r = query::run_query(
         &ctx,
@@ -335,14 +358,28 @@ async fn a_crash_at_any_step_is_finished_by_the_next_run_without_loss_or_duplica
     // 1. crash right after DETACH of the oldest expired partition
     job.run_until(StopAfter::Detach).await.unwrap();
     let parts = list_partitions(&client).await.unwrap();
-    assert_eq!(samples_days(&parts)[0], (today - 11, false), "detached, not dropped");
-    assert_eq!(count(&pool, "SELECT count(*) FROM samples").await, total - 300);
+    assert_eq!(
+        samples_days(&parts)[0],
+        (today - 11, false),
+        "detached, not dropped"
+    );
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM samples").await,
+        total - 300
+    );
 
     // 2. the next run crashes after archiving (verified) but before DROP
     job.run_until(StopAfter::Archive).await.unwrap();
-    assert!(Archive::new(&dir).read_manifest("samples", today - 11).unwrap().is_some());
+    assert!(Archive::new(&dir)
+        .read_manifest("samples", today - 11)
+        .unwrap()
+        .is_some());
     let parts = list_partitions(&client).await.unwrap();
-    assert_eq!(samples_days(&parts)[0], (today - 11, false), "still there until DROP");
+    assert_eq!(
+        samples_days(&parts)[0],
+        (today - 11, false),
+        "still there until DROP"
+    );
 
     // 3. a crash while writing the next one: detached, a partial temp file, no manifest
     retention::detach(&client, &part(today - 10)).await.unwrap();
@@ -371,8 +408,11 @@ async fn a_crash_at_any_step_is_finished_by_the_next_run_without_loss_or_duplica
         schema: vec![],
         created_at: String::new(),
     };
-    archive::write_atomic(&d8.join(archive::MANIFEST_FILE), &serde_json::to_vec(&bogus).unwrap())
-        .unwrap();
+    archive::write_atomic(
+        &d8.join(archive::MANIFEST_FILE),
+        &serde_json::to_vec(&bogus).unwrap(),
+    )
+    .unwrap();
 
     // 6. a partition detached inside its retention (interrupted run, then retention raised)
     retention::detach(&client, &part(today - 2)).await.unwrap();
@@ -382,7 +422,9 @@ async fn a_crash_at_any_step_is_finished_by_the_next_run_without_loss_or_duplica
     assert_eq!(report.dropped, 5, "{report}");
     assert_eq!(report.reattached, 1);
     let parts = list_partitions(&client).await.unwrap();
-    assert!(samples_days(&parts).iter().all(|(d, attached)| *d >= today - 6 && *attached));
+    assert!(samples_days(&parts)
+        .iter()
+        .all(|(d, attached)| *d >= today - 6 && *attached));
     let remaining = count(&pool, "SELECT count(*) FROM samples").await;
     let mut archived = 0;
     for d in today - 11..=today - 7 {
@@ -391,9 +433,20 @@ async fn a_crash_at_any_step_is_finished_by_the_next_run_without_loss_or_duplica
         assert_eq!(archive.verify(&m).unwrap(), 300);
         archived += m.rows as i64;
     }
-    assert_eq!(remaining + archived, total, "rows before = remaining + archived");
-    assert_eq!(archive_count(&dir).await, archived, "no duplicate in the archive");
-    assert!(!d10.join("part-00000.arrow.tmp").exists(), "the partial file was replaced");
+    assert_eq!(
+        remaining + archived,
+        total,
+        "rows before = remaining + archived"
+    );
+    assert_eq!(
+        archive_count(&dir).await,
+        archived,
+        "no duplicate in the archive"
+    );
+    assert!(
+        !d10.join("part-00000.arrow.tmp").exists(),
+        "the partial file was replaced"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -413,9 +466,20 @@ async fn a_failing_archive_is_retried_and_never_drops_the_partition() {
     assert!(matches!(err, LifecycleError::Io { .. }), "{err}");
     let client = pool.get().await.unwrap();
     let parts = list_partitions(&client).await.unwrap();
-    assert_eq!(samples_days(&parts)[0], (today - 8, false), "kept, detached");
     assert_eq!(
-        count(&pool, &format!("SELECT count(*) FROM {}", partition_name("samples", today - 8))).await,
+        samples_days(&parts)[0],
+        (today - 8, false),
+        "kept, detached"
+    );
+    assert_eq!(
+        count(
+            &pool,
+            &format!(
+                "SELECT count(*) FROM {}",
+                partition_name("samples", today - 8)
+            )
+        )
+        .await,
         100
     );
     assert_eq!(
@@ -442,7 +506,10 @@ async fn only_one_replica_runs_retention_at_a_time() {
     fill_day(&pool, day_of(now) - 9, 10).await;
     let other = pool.get().await.unwrap();
     other
-        .execute("SELECT pg_advisory_lock($1)", &[&retention::LOCK_KEY])
+        .execute(
+            "SELECT pg_advisory_lock($1, hashtext(current_schema()))",
+            &[&retention::LOCK_CLASS],
+        )
         .await
         .unwrap();
     let job = retention(&pool, config(&dir), LifecycleMetrics::default(), now);
@@ -450,7 +517,10 @@ async fn only_one_replica_runs_retention_at_a_time() {
     assert!(report.skipped);
     assert_eq!(count(&pool, "SELECT count(*) FROM samples").await, 10);
     other
-        .execute("SELECT pg_advisory_unlock($1)", &[&retention::LOCK_KEY])
+        .execute(
+            "SELECT pg_advisory_unlock($1, hashtext(current_schema()))",
+            &[&retention::LOCK_CLASS],
+        )
         .await
         .unwrap();
     let report = job.run_once().await.unwrap();
@@ -487,7 +557,10 @@ async fn emergency_cleanup_retires_the_oldest_partitions_until_under_budget() {
         .unwrap();
     assert!(report.emergency);
     assert_eq!((report.dropped, report.archived), (1, 1), "{report}");
-    assert!(Archive::new(&dir).read_manifest("samples", today - 5).unwrap().is_some());
+    assert!(Archive::new(&dir)
+        .read_manifest("samples", today - 5)
+        .unwrap()
+        .is_some());
     assert_eq!(metrics.emergency_cleanups.get(), 1);
     assert_eq!(metrics.over_budget.get(), 0, "back under");
     assert_eq!(count(&pool, "SELECT count(*) FROM samples").await, 5 * 2000);
@@ -500,7 +573,11 @@ async fn emergency_cleanup_retires_the_oldest_partitions_until_under_budget() {
         .await
         .unwrap();
     assert_eq!(report.dropped, 3, "{report}"); // today-4 ..= today-2
-    assert_eq!(metrics.over_budget.get(), 1, "still over: the alert stays up");
+    assert_eq!(
+        metrics.over_budget.get(),
+        1,
+        "still over: the alert stays up"
+    );
     let days: Vec<i64> = samples_days(&list_partitions(&client).await.unwrap())
         .iter()
         .map(|d| d.0)
@@ -538,7 +615,12 @@ fn reference_sql(w: i64) -> String {
     )
 }
 
-async fn mismatches(pool: &deadpool_postgres::Pool, res: &aggregates::Resolution, from: i64, to: i64) -> (i64, i64) {
+async fn mismatches(
+    pool: &deadpool_postgres::Pool,
+    res: &aggregates::Resolution,
+    from: i64,
+    to: i64,
+) -> (i64, i64) {
     let checks = aggregates::AGGREGATE_COLUMNS
         .iter()
         .map(|c| {
@@ -574,11 +656,11 @@ async fn fill_range(pool: &deadpool_postgres::Pool, from_ms: i64, to_ms: i64) {
         .execute(
             "INSERT INTO samples (service_id, ts, series, origin, cpu, memory, response_time_ms, \
                                   requests, errors, status) \
-             SELECT 'svc-' || (g % 4), to_timestamp(($1 + g * 37000) / 1000.0), g % 2, 0, \
+             SELECT 'svc-' || (g % 4), to_timestamp(($1::float8 + g * 37000) / 1000.0), g % 2, 0, \
                     CASE WHEN g % 9 = 0 THEN NULL ELSE ((g * 31) % 100) / 100.0 END, \
                     ((g * 17) % 50) / 50.0, (g * 7919 % 997) / 2.0, (g % 23)::float8, \
                     (g % 3 = 0)::int::float8, (g % 5 % 3)::int2 \
-             FROM generate_series(0, $2 - 1) g",
+             FROM generate_series(0, $2::int8 - 1) g",
             &[&(from_ms as f64), &n],
         )
         .await
@@ -622,7 +704,10 @@ async fn aggregates_are_incremental_idempotent_and_equal_a_from_scratch_computat
         // nothing past the watermark
         let ahead = count(
             &pool,
-            &format!("SELECT count(*) FROM {} WHERE bucket >= to_timestamp({closed})", res.table),
+            &format!(
+                "SELECT count(*) FROM {} WHERE bucket >= to_timestamp({closed})",
+                res.table
+            ),
         )
         .await;
         assert_eq!(ahead, 0, "{}", res.name);
@@ -645,7 +730,11 @@ async fn aggregates_are_incremental_idempotent_and_equal_a_from_scratch_computat
     let (bad, _) = mismatches(&pool, res, closed - 3600, closed).await;
     assert_eq!(bad, 0);
     assert_eq!(
-        count(&pool, "SELECT count(*) FROM samples_5m WHERE service_id = 'svc-late'").await,
+        count(
+            &pool,
+            "SELECT count(*) FROM samples_5m WHERE service_id = 'svc-late'"
+        )
+        .await,
         1
     );
     let text = crate::telemetry::render(&{
@@ -653,7 +742,10 @@ async fn aggregates_are_incremental_idempotent_and_equal_a_from_scratch_computat
         metrics.register(&mut r);
         r
     });
-    assert!(text.contains("mcpwatch_aggregate_rows_total{resolution=\"5m\"}"), "{text}");
+    assert!(
+        text.contains("mcpwatch_aggregate_rows_total{resolution=\"5m\"}"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -692,9 +784,18 @@ async fn query_endpoint_is_read_only_limited_and_answers_errors_in_json() {
             (status, String::from_utf8(body.to_vec()).unwrap())
         }
     };
-    let enc = |s: &str| s.replace(' ', "%20").replace('*', "%2A").replace('\'', "%27").replace('=', "%3D");
+    let enc = |s: &str| {
+        s.replace(' ', "%20")
+            .replace('*', "%2A")
+            .replace('\'', "%27")
+            .replace('=', "%3D")
+    };
 
-    let (status, body) = get(format!("/v1/query?sql={}", enc("SELECT count(*) AS n FROM samples"))).await;
+    let (status, body) = get(format!(
+        "/v1/query?sql={}",
+        enc("SELECT count(*) AS n FROM samples")
+    ))
+    .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["rows"][0]["n"], 50);
@@ -741,7 +842,10 @@ fn config_validation_names_the_key() {
     c.validate().unwrap();
     c.tables.insert("samples".into(), 0);
     let e = c.validate().unwrap_err().to_string();
-    assert!(e.contains("retention.tables.samples") && e.contains("fix:"), "{e}");
+    assert!(
+        e.contains("retention.tables.samples") && e.contains("fix:"),
+        "{e}"
+    );
     let mut c = RetentionConfig::default();
     c.tables.insert("Bad-Name".into(), 3);
     assert!(c.validate().is_err());
@@ -749,5 +853,9 @@ fn config_validation_names_the_key() {
         emergency_ratio: 1.5,
         ..RetentionConfig::default()
     };
-    assert!(c.validate().unwrap_err().to_string().contains("emergency_ratio"));
+    assert!(c
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("emergency_ratio"));
 }
