@@ -24,7 +24,7 @@ SCHEMA="loadtest_retention_$$"
 ARCHIVE="$(mktemp -d "${TMPDIR:-/tmp}/mcpwatch-retention-XXXXXX")"
 export MCPWATCH_STORE__URL="$PG_URL" MCPWATCH_STORE__SCHEMA="$SCHEMA" \
   MCPWATCH_RETENTION__ARCHIVE_DIR="$ARCHIVE" MCPWATCH_LOG__FILTER=warn
-psql_() { psql "$PG_URL" -v ON_ERROR_STOP=1 -qAtX -c "SET search_path TO $SCHEMA" -c "$1" | tail -n1; }
+psql_() { psql "$PG_URL" -v ON_ERROR_STOP=1 -qAtX -c "SET client_min_messages = warning" -c "SET search_path TO $SCHEMA" -c "$1" | tail -n1; }
 cleanup() {
   psql "$PG_URL" -qAtX -c "DROP SCHEMA IF EXISTS $SCHEMA CASCADE" >/dev/null 2>&1 || true
   [ "${KEEP:-0}" = 1 ] || rm -rf "$ARCHIVE"
