@@ -15,7 +15,9 @@ use crate::downstream::{self, DownstreamArgs, DownstreamMetrics};
 use crate::features::{FeatureEngine, SystemClock};
 use crate::forecast::{ForecastContext, ForecastInput, ForecastMetrics, Forecaster};
 use crate::ingest::{Pipeline, PipelineArgs};
-use crate::store::{self, Partitions, Writer, WriterArgs};
+use crate::store::{
+    self, DurableSink, LocalStore, LocalStoreArgs, Partitions, StoreBackend, Writer, WriterArgs,
+};
 use crate::telemetry::Metrics;
 
 /// Epoch milliseconds now. The one place the daemon reads the wall clock.
@@ -28,23 +30,48 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let metrics = Metrics::default();
     let pool = store::pool(&config.store)?;
     let partitions = Arc::new(Partitions::default());
-    if config.store.migrate_on_start {
-        let ran = store::prepare(&pool, &config.store, &partitions, now_ms())
-            .await
+    // the durable store: PostgreSQL, or the embedded Arrow store (no PostgreSQL at all)
+    let local_store = match config.store.backend {
+        StoreBackend::Local => Some(
+            LocalStore::open(LocalStoreArgs {
+                root: config.store.local_dir.clone(),
+                consumer_group: config.kafka.group_id.clone(),
+                metrics: metrics.store.clone(),
+            })
             .with_context(|| {
                 format!(
-                    "preparing PostgreSQL at store.url (schema {})",
-                    config.store.schema
+                    "opening the embedded store at store.local_dir = {}",
+                    config.store.local_dir.display()
                 )
-            })?;
-        tracing::info!(migrations = ran, schema = %config.store.schema, "store ready");
-    }
-    let writer = Writer::new(WriterArgs {
-        pool: pool.clone(),
-        partitions: partitions.clone(),
-        consumer_group: config.kafka.group_id.clone(),
-        metrics: metrics.store.clone(),
-    });
+            })?,
+        ),
+        StoreBackend::Postgres => None,
+    };
+    let writer: Arc<dyn DurableSink> = match &local_store {
+        Some(local) => {
+            tracing::info!(dir = %config.store.local_dir.display(), "embedded store ready");
+            Arc::new(local.clone())
+        }
+        None => {
+            if config.store.migrate_on_start {
+                let ran = store::prepare(&pool, &config.store, &partitions, now_ms())
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "preparing PostgreSQL at store.url (schema {})",
+                            config.store.schema
+                        )
+                    })?;
+                tracing::info!(migrations = ran, schema = %config.store.schema, "store ready");
+            }
+            Arc::new(Writer::new(WriterArgs {
+                pool: pool.clone(),
+                partitions: partitions.clone(),
+                consumer_group: config.kafka.group_id.clone(),
+                metrics: metrics.store.clone(),
+            }))
+        }
+    };
     // hot cache: Redis (or in-process, or none); never blocks ingest
     let cache_metrics = Arc::new(CacheMetrics::new());
     let cache_backend = cache::open(&config.cache, cache_metrics.clone())
@@ -102,7 +129,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     .context("starting the Kafka source")?;
 
     // partitions for the days ahead, re-checked hourly
-    let maintenance = {
+    let maintenance = local_store.is_none().then(|| {
         let (pool, partitions, shutdown) = (pool.clone(), partitions.clone(), shutdown.clone());
         let ahead = config.store.partitions_ahead_days;
         tokio::spawn(async move {
@@ -120,12 +147,21 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                 }
             }
         })
-    };
+    });
 
     // data lifecycle: aggregates, storage budget, retention (archive → verify → drop)
     let lifecycle_metrics = crate::lifecycle::LifecycleMetrics::default();
     let lifecycle = config.retention.enabled.then(|| {
         let clock: Arc<dyn Fn() -> i64 + Send + Sync> = Arc::new(now_ms);
+        if let Some(local) = &local_store {
+            return crate::lifecycle::LocalJobs {
+                store: local.clone(),
+                config: config.retention.clone(),
+                shutdown: shutdown.clone(),
+                clock,
+            }
+            .spawn();
+        }
         crate::lifecycle::Jobs {
             retention: crate::lifecycle::Retention::new(crate::lifecycle::RetentionArgs {
                 pool: pool.clone(),
@@ -151,16 +187,30 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let kafka_up = metrics.ingest.kafka_up.clone();
     let cache_status = cache_writer.status();
     let probe_pool = pool.clone();
-    let readiness = Readiness {
-        checks: vec![
+    let store_check = match &local_store {
+        Some(local) => {
+            let root = local.root().to_path_buf();
             ReadinessCheck {
-                name: "postgres",
+                name: "store",
                 critical: true,
                 probe: Box::new(move || {
-                    let pool = probe_pool.clone();
-                    Box::pin(async move { store::ping(&pool).await })
+                    let ok = root.join("samples").is_dir();
+                    Box::pin(async move { ok })
                 }),
-            },
+            }
+        }
+        None => ReadinessCheck {
+            name: "postgres",
+            critical: true,
+            probe: Box::new(move || {
+                let pool = probe_pool.clone();
+                Box::pin(async move { store::ping(&pool).await })
+            }),
+        },
+    };
+    let readiness = Readiness {
+        checks: vec![
+            store_check,
             ReadinessCheck {
                 name: "cache",
                 critical: false,
@@ -187,9 +237,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let state = ApiState {
         registry: Arc::new(registry),
         readiness: Arc::new(readiness),
-        query: config.retention.archive.then(|| {
+        query: (config.retention.archive || local_store.is_some()).then(|| {
+            let mut roots = Vec::new();
+            if let Some(local) = &local_store {
+                roots.push(local.root().to_path_buf());
+            }
+            if config.retention.archive {
+                roots.push(config.retention.archive_dir.clone());
+            }
             Arc::new(api::query::QueryState {
-                archive_dir: config.retention.archive_dir.clone(),
+                roots,
                 max_rows: config.retention.query_max_rows,
                 timeout: Duration::from_secs(config.retention.query_timeout_secs),
             })
@@ -211,7 +268,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     forecast_loop.await.context("forecast loop")?;
     let cache_stats = cache_writer.close().await;
     tracing::info!(?cache_stats, "cache writer closed");
-    maintenance.await.ok();
+    if let Some(maintenance) = maintenance {
+        maintenance.await.ok();
+    }
     if let Some(lifecycle) = lifecycle {
         lifecycle.await.ok();
     }

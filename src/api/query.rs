@@ -12,12 +12,14 @@ use axum::Json;
 use serde::Deserialize;
 
 use super::{ApiError, ApiState};
-use crate::lifecycle::query::{archive_context, run_query, to_json_rows, write_csv};
+use crate::lifecycle::query::{context_over, run_query, to_json_rows, write_csv};
 
 /// Where the archive is and how much a query may do.
 #[derive(Debug, Clone)]
 pub struct QueryState {
-    pub archive_dir: PathBuf,
+    /// The archive and, on the embedded store, its root: a table name found under several
+    /// roots is one table over all of them.
+    pub roots: Vec<PathBuf>,
     pub max_rows: usize,
     pub timeout: Duration,
 }
@@ -55,7 +57,7 @@ pub async fn query(
             )
         }
     };
-    let ctx = archive_context(&q.archive_dir)
+    let ctx = context_over(&q.roots)
         .await
         .map_err(|e| ApiError::unavailable(format!("opening the archive: {e}")))?;
     let result = run_query(&ctx, &sql, Some(q.max_rows), q.timeout)

@@ -75,6 +75,51 @@ impl LifecycleError {
     }
 }
 
+/// The lifecycle on the embedded store: every `aggregate_interval_secs` today's and
+/// yesterday's segments are compacted into one file per day (so queries open few files), and
+/// every `interval_secs` the days past `samples`' retention are compacted, verified and moved
+/// into the archive (or deleted when `archive = false`).
+pub struct LocalJobs {
+    pub store: crate::store::LocalStore,
+    pub config: RetentionConfig,
+    pub shutdown: CancellationToken,
+    pub clock: std::sync::Arc<dyn Fn() -> i64 + Send + Sync>,
+}
+
+impl LocalJobs {
+    pub fn spawn(self) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut compact =
+                tokio::time::interval(Duration::from_secs(self.config.aggregate_interval_secs));
+            let mut retention =
+                tokio::time::interval(Duration::from_secs(self.config.interval_secs));
+            compact.reset();
+            loop {
+                tokio::select! {
+                    _ = self.shutdown.cancelled() => break,
+                    _ = compact.tick() => {
+                        let today = crate::store::copy::day_of((self.clock)());
+                        for day in [today - 1, today] {
+                            if let Err(e) = self.store.compact_day(day).await {
+                                tracing::warn!(error = %e, day, "compaction failed; the next run retries");
+                            }
+                        }
+                    }
+                    _ = retention.tick() => {
+                        let Some(days) = self.config.days_for("samples") else { continue };
+                        let today = crate::store::copy::day_of((self.clock)());
+                        let archive = self.config.archive.then_some(self.config.archive_dir.as_path());
+                        match self.store.retire_before(today, days, archive).await {
+                            Ok(retired) => tracing::info!(days = retired.len(), "embedded store retention"),
+                            Err(e) => tracing::error!(error = %e, "embedded store retention failed; the next interval retries"),
+                        }
+                    }
+                }
+            }
+        })
+    }
+}
+
 /// The daemon's lifecycle tasks: aggregates, the budget check and retention, each on its own
 /// cadence, until `shutdown`. A run in progress is finished, not cut, at shutdown (so the
 /// advisory lock is always released on its connection).

@@ -3,12 +3,17 @@
 //! the folder names. Read-only: DDL, DML and statements are refused, so a query cannot create
 //! tables over other files or write anywhere. Used by `mcpwatch query` and `GET /v1/query`.
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
-use datafusion::datasource::file_format::options::ArrowReadOptions;
+use datafusion::datasource::file_format::arrow::ArrowFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
 use datafusion::execution::context::SQLOptions;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
@@ -26,7 +31,8 @@ pub struct QueryResult {
     pub truncated: bool,
 }
 
-/// The tables found in `dir`: folders with a plain SQL name holding at least one archived day.
+/// The tables found in `dir`: folders with a plain SQL name holding at least one day folder
+/// with an Arrow file (an archived partition, or the embedded store's segments).
 pub fn archived_tables(dir: &Path) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
@@ -39,7 +45,7 @@ pub fn archived_tables(dir: &Path) -> Vec<String> {
         .filter(|name| {
             std::fs::read_dir(dir.join(name)).is_ok_and(|days| {
                 days.filter_map(|d| d.ok())
-                    .any(|d| d.path().join(DATA_FILE).is_file())
+                    .any(|d| has_arrow_file(&d.path()))
             })
         })
         .collect();
@@ -47,22 +53,47 @@ pub fn archived_tables(dir: &Path) -> Vec<String> {
     out
 }
 
+fn has_arrow_file(day_dir: &Path) -> bool {
+    day_dir.join(DATA_FILE).is_file()
+        || std::fs::read_dir(day_dir).is_ok_and(|files| {
+            files.filter_map(|f| f.ok()).any(|f| {
+                f.file_name()
+                    .to_str()
+                    .is_some_and(|n| n.ends_with(".arrow"))
+            })
+        })
+}
+
 /// A DataFusion session with every archived table of `dir` registered.
 pub async fn archive_context(dir: &Path) -> Result<SessionContext, LifecycleError> {
+    context_over(&[dir.to_path_buf()]).await
+}
+
+/// A DataFusion session where each table name found under any of `roots` (the archive, the
+/// embedded store) is one table over all of their Arrow files.
+pub async fn context_over(roots: &[PathBuf]) -> Result<SessionContext, LifecycleError> {
     let config = SessionConfig::new()
         .with_target_partitions(2)
         .with_information_schema(true);
     let ctx = SessionContext::new_with_config(config);
-    for table in archived_tables(dir) {
-        let path = dir.join(&table);
-        let path = std::path::absolute(&path).map_err(|e| LifecycleError::io(&path, e))?;
-        let url = format!("{}/", path.display());
-        let options = ArrowReadOptions {
-            file_extension: ".arrow",
-            table_partition_cols: vec![("day".into(), DataType::Utf8)],
-            ..Default::default()
-        };
-        ctx.register_arrow(&table, &url, options).await?;
+    let mut tables: BTreeMap<String, Vec<ListingTableUrl>> = BTreeMap::new();
+    for root in roots {
+        for table in archived_tables(root) {
+            let path = root.join(&table);
+            let path = std::path::absolute(&path).map_err(|e| LifecycleError::io(&path, e))?;
+            let url = ListingTableUrl::parse(format!("{}/", path.display()))?;
+            tables.entry(table).or_default().push(url);
+        }
+    }
+    for (table, urls) in tables {
+        let options = ListingOptions::new(Arc::new(ArrowFormat))
+            .with_file_extension(".arrow")
+            .with_table_partition_cols(vec![("day".into(), DataType::Utf8)]);
+        let config = ListingTableConfig::new_with_multi_paths(urls)
+            .with_listing_options(options)
+            .infer_schema(&ctx.state())
+            .await?;
+        ctx.register_table(&table, Arc::new(ListingTable::try_new(config)?))?;
     }
     Ok(ctx)
 }

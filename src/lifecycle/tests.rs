@@ -767,7 +767,7 @@ async fn query_endpoint_is_read_only_limited_and_answers_errors_in_json() {
         registry: Arc::new(prometheus_client::registry::Registry::default()),
         readiness: Arc::new(crate::api::Readiness { checks: vec![] }),
         query: Some(Arc::new(crate::api::query::QueryState {
-            archive_dir: dir.clone(),
+            roots: vec![dir.clone()],
             max_rows: 10,
             timeout: Duration::from_secs(30),
         })),
