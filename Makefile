@@ -17,11 +17,13 @@ test: services ort unit e2e
 unit:
 	$(CARGO) test --all-targets
 
-## e2e: the daemon binary against nisshi: a crash scenario (2 × SIGKILL) and a small drain.
+## e2e: the daemon binary against nisshi: a crash scenario (2 × SIGKILL) and a small drain;
+##      retention over 10 days of partitions with the archive read back by DataFusion.
 ##      Correctness only (lost=0, duplicates=0), so the debug build serves.
 e2e:
 	MCPWATCH_PROFILE=debug load-tests/crash.sh --samples 60000 --kills 2
 	MCPWATCH_PROFILE=debug load-tests/ingest.sh --samples 100000 --services 200
+	MCPWATCH_PROFILE=debug load-tests/retention.sh --rows-per-day 20000
 
 ## lint: formatting and clippy, warnings are errors.
 lint:

@@ -18,6 +18,7 @@ use crate::cache::CacheConfig;
 use crate::features::FeaturesConfig;
 use crate::forecast::ForecastConfig;
 use crate::ingest::{IngestConfig, KafkaConfig};
+use crate::lifecycle::RetentionConfig;
 use crate::store::StoreConfig;
 
 /// The environment prefix: `MCPWATCH_STORE__URL` sets `store.url`.
@@ -38,6 +39,7 @@ pub struct Config {
     pub http: HttpConfig,
     pub api: ApiConfig,
     pub log: LogConfig,
+    pub retention: RetentionConfig,
 }
 
 /// Logging.
@@ -167,6 +169,7 @@ impl Config {
         })?;
         self.http.validate()?;
         self.api.validate()?;
+        self.retention.validate()?;
         match self.log.format.as_str() {
             "text" | "json" => Ok(()),
             other => Err(ConfigError::invalid(

@@ -17,7 +17,9 @@ use crate::downstream::{self, DownstreamArgs, DownstreamMetrics};
 use crate::features::{FeatureEngine, SystemClock};
 use crate::forecast::{self, ForecastCycleArgs, ForecastMetrics, ForecastStore, Forecaster};
 use crate::ingest::{Pipeline, PipelineArgs};
-use crate::store::{self, Partitions, Writer, WriterArgs};
+use crate::store::{
+    self, DurableSink, LocalStore, LocalStoreArgs, Partitions, StoreBackend, Writer, WriterArgs,
+};
 use crate::telemetry::Metrics;
 
 /// At most this many samples are replayed from PostgreSQL per batch of services to rebuild.
@@ -33,23 +35,50 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let metrics = Metrics::default();
     let pool = store::pool(&config.store)?;
     let partitions = Arc::new(Partitions::default());
-    if config.store.migrate_on_start {
-        let ran = store::prepare(&pool, &config.store, &partitions, now_ms())
-            .await
+    // the durable store: PostgreSQL, or the embedded Arrow store (no PostgreSQL at all)
+    let local_store = match config.store.backend {
+        StoreBackend::Local => Some(
+            LocalStore::open(LocalStoreArgs {
+                root: config.store.local_dir.clone(),
+                consumer_group: config.kafka.group_id.clone(),
+                metrics: metrics.store.clone(),
+            })
             .with_context(|| {
                 format!(
-                    "preparing PostgreSQL at store.url (schema {})",
-                    config.store.schema
+                    "opening the embedded store at store.local_dir = {}",
+                    config.store.local_dir.display()
                 )
-            })?;
-        tracing::info!(migrations = ran, schema = %config.store.schema, "store ready");
-    }
-    let writer = Writer::new(WriterArgs {
-        pool: pool.clone(),
-        partitions: partitions.clone(),
-        consumer_group: config.kafka.group_id.clone(),
-        metrics: metrics.store.clone(),
-    });
+            })?,
+        ),
+        StoreBackend::Postgres => None,
+    };
+    // PostgreSQL for the stages that keep history there (None on the embedded store)
+    let pg = local_store.is_none().then(|| pool.clone());
+    let writer: Arc<dyn DurableSink> = match &local_store {
+        Some(local) => {
+            tracing::info!(dir = %config.store.local_dir.display(), "embedded store ready");
+            Arc::new(local.clone())
+        }
+        None => {
+            if config.store.migrate_on_start {
+                let ran = store::prepare(&pool, &config.store, &partitions, now_ms())
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "preparing PostgreSQL at store.url (schema {})",
+                            config.store.schema
+                        )
+                    })?;
+                tracing::info!(migrations = ran, schema = %config.store.schema, "store ready");
+            }
+            Arc::new(Writer::new(WriterArgs {
+                pool: pool.clone(),
+                partitions: partitions.clone(),
+                consumer_group: config.kafka.group_id.clone(),
+                metrics: metrics.store.clone(),
+            }))
+        }
+    };
     // hot cache: Redis (or in-process, or none); never blocks ingest
     let cache_metrics = Arc::new(CacheMetrics::new());
     let cache_backend = cache::open(&config.cache, cache_metrics.clone())
@@ -115,8 +144,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         engine: engine.clone(),
         cache: cache_writer.sender(),
         cache_reader: cache_backend.clone(),
-        history: Some(downstream::HistorySource {
-            pool: pool.clone(),
+        history: pg.clone().map(|pool| downstream::HistorySource {
+            pool,
             lookback_ms: config.features.history_buckets as i64
                 * config.features.bucket_width_secs as i64
                 * 1000,
@@ -142,7 +171,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         engine: engine.clone(),
         cache: cache_writer.sender(),
         keys: KeySpace::new(&config.cache.key_prefix),
-        store: Some(ForecastStore::new(pool.clone(), partitions.clone())),
+        store: pg
+            .clone()
+            .map(|pool| ForecastStore::new(pool, partitions.clone())),
         bucket_width_secs: config.features.bucket_width_secs,
         cadence: Duration::from_secs(config.forecast.cadence_secs),
         shutdown: shutdown.clone(),
@@ -161,7 +192,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     .context("starting the Kafka source")?;
 
     // partitions for the days ahead, re-checked hourly
-    let maintenance = {
+    let maintenance = local_store.is_none().then(|| {
         let (pool, partitions, shutdown) = (pool.clone(), partitions.clone(), shutdown.clone());
         let ahead = config.store.partitions_ahead_days;
         tokio::spawn(async move {
@@ -179,21 +210,70 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                 }
             }
         })
-    };
+    });
+
+    // data lifecycle: aggregates, storage budget, retention (archive → verify → drop)
+    let lifecycle_metrics = crate::lifecycle::LifecycleMetrics::default();
+    let lifecycle = config.retention.enabled.then(|| {
+        let clock: Arc<dyn Fn() -> i64 + Send + Sync> = Arc::new(now_ms);
+        if let Some(local) = &local_store {
+            return crate::lifecycle::LocalJobs {
+                store: local.clone(),
+                config: config.retention.clone(),
+                shutdown: shutdown.clone(),
+                clock,
+            }
+            .spawn();
+        }
+        crate::lifecycle::Jobs {
+            retention: crate::lifecycle::Retention::new(crate::lifecycle::RetentionArgs {
+                pool: pool.clone(),
+                config: config.retention.clone(),
+                partitions: partitions.clone(),
+                partitions_ahead_days: config.store.partitions_ahead_days,
+                metrics: lifecycle_metrics.clone(),
+                clock: clock.clone(),
+            }),
+            aggregator: crate::lifecycle::Aggregator::new(crate::lifecycle::AggregatorArgs {
+                pool: pool.clone(),
+                config: config.retention.clone(),
+                partitions: partitions.clone(),
+                metrics: lifecycle_metrics.clone(),
+                clock,
+            }),
+            config: config.retention.clone(),
+            shutdown: shutdown.clone(),
+        }
+        .spawn()
+    });
 
     let kafka_up = metrics.ingest.kafka_up.clone();
     let cache_status = cache_writer.status();
     let probe_pool = pool.clone();
-    let readiness = Readiness {
-        checks: vec![
+    let store_check = match &local_store {
+        Some(local) => {
+            let root = local.root().to_path_buf();
             ReadinessCheck {
-                name: "postgres",
+                name: "store",
                 critical: true,
                 probe: Box::new(move || {
-                    let pool = probe_pool.clone();
-                    Box::pin(async move { store::ping(&pool).await })
+                    let ok = root.join("samples").is_dir();
+                    Box::pin(async move { ok })
                 }),
-            },
+            }
+        }
+        None => ReadinessCheck {
+            name: "postgres",
+            critical: true,
+            probe: Box::new(move || {
+                let pool = probe_pool.clone();
+                Box::pin(async move { store::ping(&pool).await })
+            }),
+        },
+    };
+    let readiness = Readiness {
+        checks: vec![
+            store_check,
             ReadinessCheck {
                 name: "cache",
                 critical: false,
@@ -218,6 +298,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     forecast_metrics.register(&mut registry);
     anomaly_metrics.register(&mut registry);
     alert_metrics.register(&mut registry);
+    lifecycle_metrics.register(&mut registry);
     let api_metrics = api::metrics::ApiMetrics::default();
     api_metrics.register(&mut registry);
     // API keys: the whole table in memory, re-read every api.key_refresh_ms
@@ -274,6 +355,20 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             keys: KeySpace::new(&config.cache.key_prefix),
             clock: Arc::new(now_ms),
         }),
+        sql: (config.retention.archive || local_store.is_some()).then(|| {
+            let mut roots = Vec::new();
+            if let Some(local) = &local_store {
+                roots.push(local.root().to_path_buf());
+            }
+            if config.retention.archive {
+                roots.push(config.retention.archive_dir.clone());
+            }
+            Arc::new(api::sql::QueryState {
+                roots,
+                max_rows: config.retention.query_max_rows,
+                timeout: Duration::from_secs(config.retention.query_timeout_secs),
+            })
+        }),
     };
     let listener = tokio::net::TcpListener::bind(&config.http.listen)
         .await
@@ -301,7 +396,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     forecast_loop.await.context("forecast loop")?;
     let cache_stats = cache_writer.close().await;
     tracing::info!(?cache_stats, "cache writer closed");
-    maintenance.await.ok();
+    if let Some(maintenance) = maintenance {
+        maintenance.await.ok();
+    }
+    if let Some(lifecycle) = lifecycle {
+        lifecycle.await.ok();
+    }
     server
         .await
         .context("http server task")?

@@ -17,6 +17,7 @@ pub mod features;
 pub mod forecast;
 pub mod generate;
 pub mod ingest;
+pub mod lifecycle;
 pub mod loadtest;
 pub mod sample;
 pub mod store;

@@ -54,6 +54,24 @@ enum Command {
     /// API keys for the HTTP API (Authorization: Bearer <key>); stored as hashes in PostgreSQL.
     #[command(subcommand)]
     Apikey(Apikey),
+    /// The data lifecycle jobs, run once from the command line.
+    #[command(subcommand)]
+    Retention(Retention),
+    /// Read-only DataFusion SQL over the archive: each archived table (e.g. `samples`,
+    /// `samples_1h`) by name, with a `day` column ('YYYY-MM-DD').
+    Query {
+        #[arg(long)]
+        sql: String,
+        /// Archive folder (default: retention.archive_dir).
+        #[arg(long)]
+        archive: Option<PathBuf>,
+        /// `table` (aligned text) or `csv` (with a header line, e.g. a training CSV).
+        #[arg(long, value_enum, default_value_t = QueryFormat::Table)]
+        format: QueryFormat,
+        /// Stop after this many rows (default: all).
+        #[arg(long)]
+        limit: Option<usize>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -68,6 +86,21 @@ enum Apikey {
     List,
     /// Revoke a key by id; running daemons refuse it within api.key_refresh_ms.
     Revoke { id: String },
+}
+
+#[derive(Subcommand)]
+enum Retention {
+    /// Create partitions ahead, retire expired partitions (archive, verify, drop), check the
+    /// storage budget. Prints one summary line.
+    Run,
+    /// Compute the aggregate windows that closed since the last run. Prints one summary line.
+    Aggregate,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum QueryFormat {
+    Table,
+    Csv,
 }
 
 #[derive(Subcommand)]
@@ -501,6 +534,89 @@ fn main() -> anyhow::Result<()> {
                 })
                 .await??;
                 println!("messages={n} secs={:.1}", took.as_secs_f64());
+                Ok(())
+            }
+            Command::Retention(job) => {
+                let pool = mcpwatch::store::pool(&config.store)?;
+                let partitions = std::sync::Arc::new(mcpwatch::store::Partitions::default());
+                mcpwatch::store::prepare(
+                    &pool,
+                    &config.store,
+                    &partitions,
+                    mcpwatch::daemon::now_ms(),
+                )
+                .await
+                .with_context(|| {
+                    format!("preparing schema {} at store.url", config.store.schema)
+                })?;
+                let metrics = mcpwatch::lifecycle::LifecycleMetrics::default();
+                match job {
+                    Retention::Run => {
+                        let retention = mcpwatch::lifecycle::Retention::new(
+                            mcpwatch::lifecycle::RetentionArgs {
+                                pool,
+                                config: config.retention.clone(),
+                                partitions,
+                                partitions_ahead_days: config.store.partitions_ahead_days,
+                                metrics,
+                                clock: std::sync::Arc::new(mcpwatch::daemon::now_ms),
+                            },
+                        );
+                        let report = retention.run_with_retry().await?;
+                        println!("{report}");
+                    }
+                    Retention::Aggregate => {
+                        let aggregator = mcpwatch::lifecycle::Aggregator::new(
+                            mcpwatch::lifecycle::AggregatorArgs {
+                                pool,
+                                config: config.retention.clone(),
+                                partitions,
+                                metrics,
+                                clock: std::sync::Arc::new(mcpwatch::daemon::now_ms),
+                            },
+                        );
+                        let report = aggregator.run().await?;
+                        let rows: Vec<String> = mcpwatch::lifecycle::RESOLUTIONS
+                            .iter()
+                            .zip(report.rows)
+                            .map(|(r, n)| format!("rows_{}={n}", r.name))
+                            .collect();
+                        println!("aggregates {}", rows.join(" "));
+                    }
+                }
+                Ok(())
+            }
+            Command::Query {
+                sql,
+                archive,
+                format,
+                limit,
+            } => {
+                use mcpwatch::lifecycle::query;
+                let dir = archive.unwrap_or_else(|| config.retention.archive_dir.clone());
+                let ctx = query::archive_context(&dir)
+                    .await
+                    .with_context(|| format!("opening the archive {}", dir.display()))?;
+                let timeout = std::time::Duration::from_secs(24 * 3600);
+                let result = query::run_query(&ctx, &sql, limit, timeout).await?;
+                match format {
+                    QueryFormat::Table => {
+                        println!("{}", query::format_table(&result)?);
+                        eprintln!(
+                            "{} row(s){}",
+                            result.rows,
+                            if result.truncated {
+                                " (truncated by --limit)"
+                            } else {
+                                ""
+                            }
+                        );
+                    }
+                    QueryFormat::Csv => {
+                        let stdout = std::io::stdout();
+                        query::write_csv(&result, stdout.lock())?;
+                    }
+                }
                 Ok(())
             }
             Command::Bench(Bench::Crash { load, kills }) => {

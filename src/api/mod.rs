@@ -22,10 +22,11 @@ pub mod openapi;
 pub mod plans;
 pub mod query;
 pub mod ratelimit;
+pub mod sql;
 pub mod stats;
 
 #[cfg(test)]
-mod testkit;
+pub(crate) mod testkit;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -64,6 +65,8 @@ pub struct ApiState {
     pub http: HttpConfig,
     /// What `/v1/anomalies` reads (`None`: detection is off, the route answers 503).
     pub anomalies: Option<anomalies::AnomalyApi>,
+    /// Read-only SQL over the archive (`GET /v1/query`); None when archiving is off.
+    pub sql: Option<Arc<sql::QueryState>>,
 }
 
 /// `GET /v1/ping`: a trivial answer behind the same layers as `/plans` (auth, rate limit,
@@ -90,6 +93,7 @@ pub fn app(state: ApiState) -> Router {
         .route("/v1/servers/{id}/trend", get(query::trend))
         .route("/v1/stats", get(stats::stats))
         .route("/v1/anomalies", get(anomalies::list))
+        .route("/v1/query", get(sql::query))
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(state.http.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(

@@ -112,6 +112,7 @@ pub fn kit(o: KitOptions) -> Kit {
             core: Arc::new(core),
             http: o.http,
             anomalies: None,
+            sql: None,
         },
         cache,
         clock,

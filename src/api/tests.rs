@@ -30,6 +30,7 @@ fn state(pg_ok: bool) -> ApiState {
         ],
     });
     state.anomalies = None;
+    state.sql = None;
     state
 }
 

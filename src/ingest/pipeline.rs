@@ -19,7 +19,7 @@ use super::metrics::IngestMetrics;
 use super::source::{Ack, Batch, OffsetLoader, Source, SourceArgs};
 use super::IngestError;
 use crate::sample::Sample;
-use crate::store::Writer;
+use crate::store::DurableSink;
 
 /// Samples after they are durable, for the stages downstream of the store.
 pub type Downstream = mpsc::Sender<Arc<Vec<Sample>>>;
@@ -28,7 +28,9 @@ pub type Downstream = mpsc::Sender<Arc<Vec<Sample>>>;
 pub struct PipelineArgs {
     pub kafka: KafkaConfig,
     pub ingest: IngestConfig,
-    pub writer: Writer,
+    /// PostgreSQL's [`Writer`](crate::store::Writer) or the embedded
+    /// [`LocalStore`](crate::store::LocalStore): rows and offsets commit together either way.
+    pub writer: Arc<dyn DurableSink>,
     pub metrics: IngestMetrics,
     pub shutdown: CancellationToken,
     /// Receives every committed batch's samples; a full queue slows the writers (and so the
@@ -107,7 +109,8 @@ struct WriteLoop {
     queue: mpsc::Receiver<Batch>,
     /// Back to the source thread, which commits the offsets to Kafka.
     acks: std::sync::mpsc::Sender<Ack>,
-    writer: Writer,
+    /// The durable store, shared by every writer task.
+    writer: Arc<dyn DurableSink>,
     /// Shared dead-letter producer.
     dlq: Arc<DeadLetterQueue>,
     downstream: Option<Downstream>,

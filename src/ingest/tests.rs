@@ -60,7 +60,7 @@ async fn run_until_caught_up(
     let pipeline = Pipeline::start(PipelineArgs {
         kafka,
         ingest,
-        writer,
+        writer: Arc::new(writer),
         metrics: metrics.clone(),
         shutdown: shutdown.clone(),
         downstream: None,

@@ -4,9 +4,23 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::ConfigError;
 
+/// Where durable samples go.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    /// Partitioned PostgreSQL (`url`, `schema`).
+    Postgres,
+    /// The embedded store: LZ4 Arrow IPC files under `local_dir` (what `mcpwatch demo` uses).
+    Local,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
+    /// `postgres` or `local` (embedded Arrow files, no PostgreSQL needed).
+    pub backend: StoreBackend,
+    /// Root of the embedded store when `backend = "local"`.
+    pub local_dir: std::path::PathBuf,
     /// libpq-style URL or key=value string.
     pub url: String,
     /// Schema holding mcpwatch's tables (created if missing); lets several installs or test
@@ -25,6 +39,8 @@ pub struct StoreConfig {
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
+            backend: StoreBackend::Postgres,
+            local_dir: "data/store".into(),
             url: "postgres://postgres@127.0.0.1:5432/test".into(),
             schema: "mcpwatch".into(),
             pool_size: 8,

@@ -7,9 +7,11 @@
 
 mod config;
 pub mod copy;
+pub mod local;
 pub mod metrics;
 pub mod read;
 pub mod schema;
+pub mod sink;
 mod writer;
 
 #[cfg(test)]
@@ -17,9 +19,11 @@ mod tests;
 
 use std::time::Duration;
 
-pub use config::{is_identifier, StoreConfig};
+pub use config::{is_identifier, StoreBackend, StoreConfig};
+pub use local::{LocalStore, LocalStoreArgs};
 pub use metrics::StoreMetrics;
 pub use schema::{migrate, Partitions};
+pub use sink::DurableSink;
 pub use writer::{PartitionOffset, WriteOutcome, Writer, WriterArgs};
 
 /// Everything that can go wrong talking to PostgreSQL.
@@ -39,6 +43,8 @@ pub enum StoreError {
     },
     #[error("day {0} is outside the supported time range")]
     BadDay(i64),
+    #[error("embedded store: {0}")]
+    Local(String),
 }
 
 /// Builds the connection pool. Every connection uses `config.schema` as its search path and

@@ -41,10 +41,25 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0004_forecasts.sql",
         sql: include_str!("../../sql/0004_forecasts.sql"),
     },
+    Migration {
+        version: 5,
+        name: "0005_lifecycle.sql",
+        sql: include_str!("../../sql/0005_lifecycle.sql"),
+    },
 ];
 
 /// The tables partitioned by day that the store keeps partitions for.
-pub const PARTITIONED: &[&str] = &["samples", "plans", "anomalies", "forecasts"];
+pub const PARTITIONED: &[&str] = &[
+    "samples",
+    "plans",
+    "anomalies",
+    "forecasts",
+    // aggregates (0005_lifecycle.sql)
+    "samples_5m",
+    "samples_15m",
+    "samples_1h",
+    "samples_24h",
+];
 
 const LOCK_KEY: i64 = 0x6d63_7077_6174_6368; // "mcpwatch"
 
