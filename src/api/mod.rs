@@ -80,7 +80,27 @@ pub async fn ping() -> Json<serde_json::Value> {
 /// Every route of the daemon.
 pub fn app(state: ApiState) -> Router {
     let timeout = Duration::from_millis(state.http.request_timeout_ms);
-    Router::new()
+    let router = Router::new();
+    // routes that misbehave on purpose, so tests can see the panic guard and the timeout
+    #[cfg(test)]
+    let router = router
+        .route(
+            "/test/panic",
+            get(|| async {
+                if true {
+                    panic!("a handler bug");
+                }
+                "unreachable"
+            }),
+        )
+        .route(
+            "/test/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                "late"
+            }),
+        );
+    router
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

@@ -110,3 +110,26 @@ async fn stats_explain_the_health_score() {
     assert!(!v["recommendations"].as_array().unwrap().is_empty());
     assert_eq!(v["cache"]["backend"], "memory");
 }
+
+#[tokio::test]
+async fn panics_and_timeouts_are_json_errors_and_the_server_goes_on() {
+    let metrics = super::metrics::ApiMetrics::default();
+    let k = kit(KitOptions {
+        http: super::HttpConfig {
+            request_timeout_ms: 50,
+            ..super::HttpConfig::default()
+        },
+        metrics: metrics.clone(),
+        ..KitOptions::default()
+    });
+    let (status, _, text) = k.get("/test/panic", None).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["error"]["code"], "internal");
+    assert_eq!(metrics.panics.get(), 1);
+    let (status, _, text) = k.get("/test/slow", None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["error"]["code"], "timeout", "{text}");
+    assert_eq!(k.get("/healthz", None).await.0, StatusCode::OK);
+}
