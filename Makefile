@@ -5,8 +5,8 @@ CARGO ?= cargo
 .PHONY: demo test unit e2e lint fmt build release services ort
 
 ## demo: the daemon on the embedded default (in-process Kafka + traffic generator, in-process
-##       cache; the local PostgreSQL, started if down). Serves on 127.0.0.1:8080.
-demo: services
+##       cache, embedded Arrow store in data/store): no external service. Serves on 127.0.0.1:8080.
+demo: ort
 	$(CARGO) run --release -- demo
 
 ## test: everything CI runs — unit and integration tests (real PostgreSQL, librdkafka mock

@@ -3,8 +3,10 @@
 //! Kafka is librdkafka's in-process mock cluster, fed by the built-in traffic
 //! [generator](crate::generate) (first a backfill of recent history, then live samples);
 //! the hot cache is the in-process [`MemoryCache`](crate::cache::MemoryCache) with the same
-//! tiers. Everything between them — ingest, store, features, API — is the production code
-//! started by [`daemon::run`](crate::daemon::run).
+//! tiers; the durable store is the embedded [`LocalStore`](crate::store::LocalStore) (LZ4
+//! Arrow IPC files in daily folders, the archive's format, queried with DataFusion), so no
+//! external service is needed. Everything between them — ingest, features, forecasts, API —
+//! is the production code started by [`daemon::run`](crate::daemon::run).
 
 use std::time::Duration;
 
@@ -45,6 +47,7 @@ pub async fn run(
     // offsets of earlier runs: a group of its own per run keeps them from being skipped
     config.kafka.group_id = format!("{}-demo-{}", config.kafka.group_id, crate::daemon::now_ms());
     config.cache.backend = CacheBackend::Memory;
+    config.store.backend = crate::store::StoreBackend::Local;
     // 30-minute buckets fill a demo's short history twice as fast, and run the model trained
     // on 30-minute rows (lstm_total_events_v2), named explicitly: the default model
     // (lstm_total_events_h1) is the one for the daemon's default 1 h buckets
@@ -123,44 +126,122 @@ pub async fn run(
         })?;
 
     let listen = config.http.listen.clone();
-    // a key for trying the API (the table is created by the migrations)
-    let api_key = demo_key(&config).await;
-    let key_line = match &api_key {
-        Ok(token) => format!(
-            "  api key:  {token}\n  plan:     curl -s -X POST http://{listen}/plans -H 'Authorization: Bearer {token}' \\\n              -H 'Content-Type: application/json' -d '{{\"service_id\":\"github-000\",\"metric_name\":\"total_events\",\"context\":{{\"github_url\":\"https://github.com/acme/github-mcp\",\"expected_users\":2000,\"time_slot\":\"peak\"}}}}'\n  servers:  curl -s http://{listen}/v1/servers -H 'Authorization: Bearer {token}'\n  stats:    curl -s http://{listen}/v1/stats -H 'Authorization: Bearer {token}'\n"
-        ),
-        Err(e) => format!("  api key:  could not be made ({e:#})\n"),
-    };
+    // a key for trying the API, held in memory by this run only (no key table: no PostgreSQL)
+    let (key_id, token, key_hash) = crate::api::auth::generate();
+    let key_line = format!(
+        "  api key:  {token}\n  plan:     curl -s -X POST http://{listen}/plans -H 'Authorization: Bearer {token}' \\\n              -H 'Content-Type: application/json' -d '{{\"service_id\":\"github-000\",\"metric_name\":\"total_events\",\"context\":{{\"github_url\":\"https://github.com/acme/github-mcp\",\"expected_users\":2000,\"time_slot\":\"peak\"}}}}'\n  servers:  curl -s http://{listen}/v1/servers -H 'Authorization: Bearer {token}'\n  stats:    curl -s http://{listen}/v1/stats -H 'Authorization: Bearer {token}'\n"
+    );
     eprintln!(
         "\nmcpwatch demo: {} simulated MCP servers ({} h of history, then live every {} s)\n  \
          metrics:  curl http://{listen}/metrics\n  \
          ready:    curl http://{listen}/readyz\n  \
-         anomalies: curl 'http://{listen}/v1/anomalies?min_score=0.3'\n  \
-         store:    PostgreSQL {} (schema {})\n  \
+         anomalies: curl 'http://{listen}/v1/anomalies?min_score=0.3' -H 'Authorization: Bearer <api key>'\n  \
+         query:    curl 'http://{listen}/v1/query?sql=SELECT%20service_id,count(*)%20FROM%20samples%20GROUP%20BY%201' -H 'Authorization: Bearer <api key>'\n  \
+         store:    embedded Arrow files in {} (archive: {})\n  \
          stop:     Ctrl-C\n",
         args.servers,
         args.history_hours,
         args.live_step_secs,
-        config.store.url,
-        config.store.schema
+        config.store.local_dir.display(),
+        config.retention.archive_dir.display()
     );
     eprintln!("{key_line}");
-    let result = crate::daemon::run(config, shutdown.clone()).await;
+    let options = crate::daemon::RunOptions {
+        api_keys: vec![(key_id, key_hash)],
+    };
+    let result = crate::daemon::run_with(config, shutdown.clone(), options).await;
     shutdown.cancel();
     // the cluster must outlive the daemon's clients; drop it last
     drop(producer.join());
     result
 }
 
-/// Applies the migrations and makes an API key named `demo`.
-async fn demo_key(config: &Config) -> anyhow::Result<String> {
-    let pool = crate::store::pool(&config.store)?;
-    crate::store::prepare(
-        &pool,
-        &config.store,
-        &crate::store::Partitions::default(),
-        crate::daemon::now_ms(),
-    )
-    .await?;
-    Ok(crate::api::auth::create_key(&pool, "demo").await?.token)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One GET over a plain socket (the crate has no HTTP client): (status, body).
+    async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()?;
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .ok()?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await.ok()?;
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        let status = text.get(9..12)?.parse().ok()?;
+        Some((status, text.split_once("\r\n\r\n")?.1.to_string()))
+    }
+
+    /// `mcpwatch demo` end to end without any external service: the embedded Kafka, cache and
+    /// Arrow store; samples flow in, `/readyz` is ready, `/metrics` counts them, and
+    /// `/v1/query` reads the stored rows back from the Arrow files.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_demo_serves_with_no_external_service() {
+        let root = std::env::temp_dir().join(format!("mcpwatch-demo-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut config = Config::default();
+        config.http.listen = format!("127.0.0.1:{port}");
+        config.store.local_dir = root.join("store");
+        // nothing listens here: the demo must not need PostgreSQL
+        config.store.url = "postgres://nobody@127.0.0.1:1/none".into();
+        // the demo's key is made inside `run`; the API's auth has its own tests
+        config.api.auth = false;
+        config.retention.archive_dir = root.join("archive");
+        let shutdown = CancellationToken::new();
+        let demo = tokio::spawn(run(
+            config,
+            DemoArgs {
+                servers: 6,
+                history_hours: 26,
+                live_step_secs: 1,
+            },
+            shutdown.clone(),
+        ));
+        let deadline = std::time::Instant::now() + Duration::from_secs(90);
+        let stored = loop {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the demo never stored the backfill"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let Some((200, metrics)) = http_get(port, "/metrics").await else {
+                continue;
+            };
+            let stored: u64 = metrics
+                .lines()
+                .find_map(|l| l.strip_prefix("mcpwatch_samples_stored_total "))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            // 26 h of backfill every 5 min for 6 servers (1872), about 0.5 % malformed; and
+            // every check ready (Kafka's comes with the first client statistics)
+            if stored >= 1800 && http_get(port, "/readyz").await.is_some_and(|r| r.0 == 200) {
+                break stored;
+            }
+        };
+        let (_, ready) = http_get(port, "/readyz").await.unwrap();
+        assert!(ready.contains("\"store\":\"ok\""), "{ready}");
+        let (status, body) = http_get(
+            port,
+            "/v1/query?sql=SELECT%20count(*)%20AS%20n%20FROM%20samples",
+        )
+        .await
+        .unwrap();
+        assert_eq!(status, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert!(v["rows"][0]["n"].as_u64().unwrap() >= stored, "{body}");
+        shutdown.cancel();
+        demo.await.unwrap().unwrap();
+        std::fs::remove_dir_all(&root).ok();
+    }
 }

@@ -25,7 +25,8 @@ enum Command {
     /// Run the daemon: consume, store, serve /metrics, /healthz, /readyz.
     Run,
     /// Run the daemon on the embedded default: an in-process Kafka fed by a generator of
-    /// realistic MCP-server traffic and an in-process cache (PostgreSQL: the local one).
+    /// realistic MCP-server traffic, an in-process cache and the embedded Arrow store (no
+    /// Kafka, Redis or PostgreSQL needed).
     Demo {
         /// Simulated MCP servers.
         #[arg(long, default_value_t = 40)]
@@ -57,8 +58,9 @@ enum Command {
     /// The data lifecycle jobs, run once from the command line.
     #[command(subcommand)]
     Retention(Retention),
-    /// Read-only DataFusion SQL over the archive: each archived table (e.g. `samples`,
-    /// `samples_1h`) by name, with a `day` column ('YYYY-MM-DD').
+    /// Read-only DataFusion SQL over the archive (and the embedded store when
+    /// store.backend = "local"): each table (e.g. `samples`, `samples_1h`) by name, with a
+    /// `day` column ('YYYY-MM-DD').
     Query {
         #[arg(long)]
         sql: String,
@@ -593,10 +595,14 @@ fn main() -> anyhow::Result<()> {
                 limit,
             } => {
                 use mcpwatch::lifecycle::query;
-                let dir = archive.unwrap_or_else(|| config.retention.archive_dir.clone());
-                let ctx = query::archive_context(&dir)
+                let mut roots =
+                    vec![archive.unwrap_or_else(|| config.retention.archive_dir.clone())];
+                if config.store.backend == mcpwatch::store::StoreBackend::Local {
+                    roots.push(config.store.local_dir.clone());
+                }
+                let ctx = query::context_over(&roots)
                     .await
-                    .with_context(|| format!("opening the archive {}", dir.display()))?;
+                    .with_context(|| format!("opening {roots:?}"))?;
                 let timeout = std::time::Duration::from_secs(24 * 3600);
                 let result = query::run_query(&ctx, &sql, limit, timeout).await?;
                 match format {

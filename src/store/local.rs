@@ -109,7 +109,7 @@ pub fn samples_batch(schema: &SchemaRef, samples: &[&Sample]) -> Result<RecordBa
     columns.push(Arc::new(status.finish()));
     columns.push(Arc::new(event.finish()));
     columns.extend(texts.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
-    Ok(RecordBatch::try_new(schema.clone(), columns).map_err(local_err("samples batch"))?)
+    RecordBatch::try_new(schema.clone(), columns).map_err(local_err("samples batch"))
 }
 
 fn local_err<E: std::fmt::Display>(what: impl std::fmt::Display) -> impl FnOnce(E) -> StoreError {

@@ -97,7 +97,7 @@ async fn batches_commit_with_their_offsets_and_survive_a_reopen() {
     got.sort();
     assert_eq!(got, vec![(0, 20), (1, 5), (2, 7)], "recovered from disk");
     assert!(store.stored_offsets("other").await.unwrap().is_empty());
-    let (n, s) = totals(&[root.clone()]).await;
+    let (n, s) = totals(std::slice::from_ref(&root)).await;
     assert_eq!(n, 150);
     assert_eq!(s, requests_sum(&a) + requests_sum(&b));
     std::fs::remove_dir_all(&root).ok();
@@ -133,13 +133,13 @@ async fn a_crash_mid_batch_is_discarded_and_a_crash_before_the_checkpoint_is_kep
 
     let store = open(&root);
     assert_eq!(store.stored_offsets("t").await.unwrap(), vec![(0, 8)]);
-    let (n, s) = totals(&[root.clone()]).await;
+    let (n, s) = totals(std::slice::from_ref(&root)).await;
     assert_eq!(n, 80, "batches 1 and 2; batch 3 is replayed from Kafka");
     assert_eq!(s, requests_sum(&a) + requests_sum(&b));
     assert!(!seg3[0].exists() && !seg3[1].with_extension("arrow.tmp").exists());
     // the replay of batch 3 lands once, with a fresh sequence number
     store.write(&c, &[offset(0, 12)]).await.unwrap();
-    assert_eq!(totals(&[root.clone()]).await.0, 120);
+    assert_eq!(totals(std::slice::from_ref(&root)).await.0, 120);
     std::fs::remove_dir_all(&root).ok();
 }
 
@@ -168,7 +168,7 @@ async fn compaction_merges_a_day_and_a_crash_before_the_cleanup_counts_nothing_t
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     assert_eq!(files, vec![PART_FILE.to_string()]);
-    assert_eq!(totals(&[root.clone()]).await, (50, expected));
+    assert_eq!(totals(std::slice::from_ref(&root)).await, (50, expected));
 
     // more segments; compaction crashes after writing the part file, before deleting them
     let b = batch(50, 10, noon + 6 * 3_600_000);
@@ -188,7 +188,7 @@ async fn compaction_merges_a_day_and_a_crash_before_the_cleanup_counts_nothing_t
         !seg.exists(),
         "a segment the part file already holds is removed on open"
     );
-    assert_eq!(totals(&[root.clone()]).await, (60, expected));
+    assert_eq!(totals(std::slice::from_ref(&root)).await, (60, expected));
     assert_eq!(store.stored_offsets("t").await.unwrap(), vec![(0, 6)]);
     std::fs::remove_dir_all(&root).ok();
 }
@@ -209,8 +209,8 @@ async fn retention_moves_expired_days_into_the_archive_and_queries_span_both() {
     let a = crate::lifecycle::Archive::new(&archive);
     let m = a.read_manifest("samples", today - 9).unwrap().unwrap();
     assert_eq!(a.verify(&m).unwrap(), 30);
-    assert_eq!(totals(&[root.clone()]).await.0, 20);
-    assert_eq!(totals(&[archive.clone()]).await.0, 30);
+    assert_eq!(totals(std::slice::from_ref(&root)).await.0, 20);
+    assert_eq!(totals(std::slice::from_ref(&archive)).await.0, 30);
     assert_eq!(
         totals(&[root.clone(), archive.clone()]).await,
         (50, requests_sum(&old) + requests_sum(&new))
@@ -300,7 +300,7 @@ async fn the_ingest_pipeline_runs_on_the_embedded_store() {
     }
     shutdown.cancel();
     pipeline.join().await.unwrap();
-    let ctx = context_over(&[root.clone()]).await.unwrap();
+    let ctx = context_over(std::slice::from_ref(&root)).await.unwrap();
     let r = run_query(
         &ctx,
         "SELECT (SELECT count(*) FROM samples) AS n, \
