@@ -174,22 +174,53 @@ impl FeatureEngine {
 
     /// [`observe_batch`](Self::observe_batch) appending to a caller-owned vector, so a
     /// pipeline can reuse one buffer across batches. Returns how many buckets were appended.
+    ///
+    /// With thousands of services each sample's state is cold in cache, and a bucket close
+    /// touches some 25 more lines; taken one sample at a time those misses are paid in series.
+    /// So the batch is walked in chunks of [`PREFETCH_CHUNK`] samples: before chunk `c` is
+    /// folded, the map slots and state heads of chunk `c + 1` are probed in one tight loop
+    /// (the CPU overlaps those misses) and, for samples that will close a bucket, the lines
+    /// the close touches are prefetched. Prefetches are hints: the fold itself is unchanged.
     pub fn observe_batch_into(&mut self, samples: &[Sample], out: &mut Vec<ClosedBucket>) -> usize {
         let first = out.len();
         let now = self.clock.now_ms();
-        let mut i = 0;
-        while i < samples.len() {
-            let id = samples[i].service_id.as_str();
-            let state = Self::state_mut(&mut self.services, &mut self.stats, &self.params, id);
-            Self::fold(&mut self.stats, &self.params, state, &samples[i], now, out);
-            i += 1;
-            while i < samples.len() && samples[i].service_id == id {
-                Self::fold(&mut self.stats, &self.params, state, &samples[i], now, out);
-                i += 1;
+        let mut chunks = samples.chunks(PREFETCH_CHUNK);
+        let mut cur = chunks.next();
+        if let Some(c) = cur {
+            self.prefetch_chunk(c);
+        }
+        while let Some(chunk) = cur {
+            let next = chunks.next();
+            if let Some(c) = next {
+                self.prefetch_chunk(c);
             }
+            let mut i = 0;
+            while i < chunk.len() {
+                let id = chunk[i].service_id.as_str();
+                let state = Self::state_mut(&mut self.services, &mut self.stats, &self.params, id);
+                Self::fold(&mut self.stats, &self.params, state, &chunk[i], now, out);
+                i += 1;
+                while i < chunk.len() && chunk[i].service_id == id {
+                    Self::fold(&mut self.stats, &self.params, state, &chunk[i], now, out);
+                    i += 1;
+                }
+            }
+            cur = next;
         }
         self.count_closed(&out[first..]);
         out.len() - first
+    }
+
+    /// One map probe per sample of `chunk`, then prefetches of the state's head and, when
+    /// the sample will close a bucket, of what the close touches.
+    #[inline]
+    fn prefetch_chunk(&self, chunk: &[Sample]) {
+        for s in chunk {
+            if let Some(st) = self.services.get(&ServiceKey::new(&s.service_id)) {
+                st.prefetch_head();
+                st.prefetch_close(s.ts_ms, &self.params);
+            }
+        }
     }
 
     #[inline]
@@ -359,6 +390,11 @@ impl FeatureEngine {
         map + keys + states
     }
 }
+
+/// Samples per stage of the batch prefetch pipeline ([`FeatureEngine::observe_batch_into`]):
+/// enough misses in flight to fill the CPU's miss buffers, few enough that two chunks'
+/// states stay in L1/L2.
+const PREFETCH_CHUNK: usize = 8;
 
 /// Inline capacity of a [`ServiceKey`].
 const KEY_INLINE: usize = 31;
