@@ -274,6 +274,40 @@ fn count_below(codes: &[u16], x: u16) -> usize {
     }
 }
 
+/// A service id shared by the [`ClosedBucket`]s of one state (see `ServiceState::id`).
+/// Equal to any other: it caches the id the engine keys the state by, it is not state.
+#[derive(Debug, Clone, Default)]
+struct IdCache(Option<Arc<str>>);
+
+impl PartialEq for IdCache {
+    fn eq(&self, _: &IdCache) -> bool {
+        true
+    }
+}
+
+impl IdCache {
+    /// The cached id if it is `id` (always, as the engine keys each state by one id), else a
+    /// new one, cached.
+    #[inline]
+    fn get(&mut self, id: &str) -> Arc<str> {
+        match &self.0 {
+            Some(a) if **a == *id => a.clone(),
+            _ => {
+                let a: Arc<str> = Arc::from(id);
+                self.0 = Some(a.clone());
+                a
+            }
+        }
+    }
+
+    /// Heap bytes of the shared id: the two reference counts and the string.
+    fn heap_bytes(&self) -> usize {
+        self.0
+            .as_ref()
+            .map_or(0, |a| 2 * std::mem::size_of::<usize>() + a.len())
+    }
+}
+
 /// Everything mcpwatch keeps about one service. Owned by the [`FeatureEngine`](super::FeatureEngine)
 /// (boxed in its map); a check or export drives one directly through [`ServiceState::push_row`].
 #[derive(Debug, Clone, PartialEq)]
@@ -302,6 +336,10 @@ pub struct ServiceState {
     /// Rank codes of the last `history_buckets` rows: events, then cpu, then memory, each
     /// `history_buckets` long, ring position `t % history_buckets`. Written by `push_row`.
     codes: Box<[u16]>,
+    /// The service id handed out in every [`ClosedBucket::service_id`] of this state, made on
+    /// the first close instead of allocating one per closed bucket. Written by `close_row`;
+    /// a cache, not state: neither encoded nor compared.
+    id: IdCache,
     /// `ma[series][i]`: exact fixed-point sum over the last `MAS[i]` rows. Written by `push_row`.
     ma: [[i64; 5]; 3],
     /// Exact Σq, Σq² of events over the last 12 and 24 rows. Written by `push_row`.
@@ -336,6 +374,7 @@ impl ServiceState {
             late_dropped: 0,
             pushed: 0,
             last_start_ms: 0,
+            id: IdCache::default(),
             core: [CoreRow::default(); CORE_DEPTH],
             recent: [RecentRow::default(); WINDOW_ROWS],
             codes: vec![0u16; 3 * p.history].into_boxed_slice(),
@@ -381,6 +420,7 @@ impl ServiceState {
             + self.codes.len() * 2
             + self.more_open.capacity() * std::mem::size_of::<OpenBucket>()
             + self.open.heap_bytes()
+            + self.id.heap_bytes()
             + self
                 .more_open
                 .iter()
@@ -424,6 +464,9 @@ impl ServiceState {
         };
         if next == NO_BUCKET || next >= limit {
             return;
+        }
+        if let Some(a) = &self.id.0 {
+            prefetch(Arc::as_ptr(a).cast::<u8>());
         }
         let t = self.pushed;
         let h = p.history;
@@ -593,7 +636,7 @@ impl ServiceState {
         self.push_row_p(start_ms, &row, p);
         self.last_closed_idx = idx;
         out.push(ClosedBucket {
-            service_id: Arc::from(id),
+            service_id: self.id.get(id),
             start_ms,
             width_ms: p.width_ms,
             row,
