@@ -14,6 +14,16 @@ BROKER_PORT="${BROKER_PORT:-$(free_port)}"
 HTTP_PORT="${HTTP_PORT:-$(free_port)}"
 BROKERS="127.0.0.1:$BROKER_PORT"
 
+# commands run on exit (the broker we started, the private binary copy), newest first
+CLEANUP=()
+cleanup() {
+  local i
+  for ((i = ${#CLEANUP[@]} - 1; i >= 0; i--)); do
+    ${CLEANUP[$i]} 2>/dev/null || true
+  done
+}
+trap cleanup EXIT
+
 ensure_nisshi() {
   if [ ! -x "$NISSHI" ]; then
     echo "building nisshi 0.7.0 into $CACHE (one time, ~11 min)" >&2
@@ -35,7 +45,7 @@ start_broker() {
   "$NISSHI" broker --listener-url "tcp://$BROKERS" --advertised-listener-url "tcp://$BROKERS" \
     --storage-engine memory://nisshi/ --group-initial-rebalance-delay 0s >"$log" 2>&1 &
   BROKER_PID=$!
-  trap 'kill $BROKER_PID 2>/dev/null || true' EXIT
+  CLEANUP+=("kill $BROKER_PID")
   for _ in $(seq 1 100); do
     (exec 3<>"/dev/tcp/127.0.0.1/$BROKER_PORT") 2>/dev/null && return
     sleep 0.1
@@ -58,5 +68,10 @@ build_release() {
   else
     (cd "$ROOT" && cargo build --release --quiet)
   fi
-  MCPWATCH="${CARGO_TARGET_DIR:-$ROOT/target}/$profile/mcpwatch"
+  # a private copy: the target directory may be shared with other checkouts whose builds would
+  # replace the binary under a running test
+  MCPWATCH="$(mktemp "${TMPDIR:-/tmp}/mcpwatch-bin.XXXXXX")"
+  cp "${CARGO_TARGET_DIR:-$ROOT/target}/$profile/mcpwatch" "$MCPWATCH"
+  chmod +x "$MCPWATCH"
+  CLEANUP+=("rm -f $MCPWATCH")
 }

@@ -11,7 +11,9 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
-use crate::api::HttpConfig;
+use crate::alert::AlertConfig;
+use crate::anomaly::AnomalyConfig;
+use crate::api::{ApiConfig, HttpConfig};
 use crate::cache::CacheConfig;
 use crate::features::FeaturesConfig;
 use crate::forecast::ForecastConfig;
@@ -32,7 +34,10 @@ pub struct Config {
     pub features: FeaturesConfig,
     pub cache: CacheConfig,
     pub forecast: ForecastConfig,
+    pub anomaly: AnomalyConfig,
+    pub alert: AlertConfig,
     pub http: HttpConfig,
+    pub api: ApiConfig,
     pub log: LogConfig,
     pub retention: RetentionConfig,
 }
@@ -113,9 +118,19 @@ impl Config {
                 .filter(|k| k.as_str().contains("__"))
                 .split("__"),
         );
-        let config: Config = fig.extract().map_err(|e| ConfigError::Load {
+        let mut config: Config = fig.extract().map_err(|e| ConfigError::Load {
             source: Box::new(e),
         })?;
+        // the seed's variables, honoured on top of the sections they belong to
+        let env = |k: &str| std::env::var(k).ok();
+        config.anomaly.apply_env(env).map_err(|e| {
+            ConfigError::invalid(
+                "anomaly.z_threshold",
+                e.to_string(),
+                "set ANOMALY_Z to a positive number",
+            )
+        })?;
+        config.alert.apply_env(env);
         config.validate()?;
         Ok(config)
     }
@@ -142,7 +157,18 @@ impl Config {
                 "see config/default.toml [forecast]",
             )
         })?;
+        self.anomaly.validate().map_err(|e| {
+            ConfigError::invalid(
+                "anomaly",
+                e.to_string(),
+                "see config/default.toml [anomaly]",
+            )
+        })?;
+        self.alert.validate().map_err(|e| {
+            ConfigError::invalid("alert", e.to_string(), "see config/default.toml [alert]")
+        })?;
         self.http.validate()?;
+        self.api.validate()?;
         self.retention.validate()?;
         match self.log.format.as_str() {
             "text" | "json" => Ok(()),

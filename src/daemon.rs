@@ -8,17 +8,22 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
+use crate::alert::{AlertMetrics, Alerter, AlerterArgs};
+use crate::anomaly::{AnomalyFeed, AnomalyMetrics, AnomalyStore, SinkArgs, StageArgs};
 use crate::api::{self, ApiState, Readiness, ReadinessCheck};
 use crate::cache::{self, CacheMetrics, CacheMode, CacheWriter, KeySpace};
 use crate::config::Config;
 use crate::downstream::{self, DownstreamArgs, DownstreamMetrics};
 use crate::features::{FeatureEngine, SystemClock};
-use crate::forecast::{ForecastContext, ForecastInput, ForecastMetrics, Forecaster};
+use crate::forecast::{self, ForecastCycleArgs, ForecastMetrics, ForecastStore, Forecaster};
 use crate::ingest::{Pipeline, PipelineArgs};
 use crate::store::{
     self, DurableSink, LocalStore, LocalStoreArgs, Partitions, StoreBackend, Writer, WriterArgs,
 };
 use crate::telemetry::Metrics;
+
+/// At most this many samples are replayed from PostgreSQL per batch of services to rebuild.
+const REBUILD_MAX_ROWS: i64 = 500_000;
 
 /// Epoch milliseconds now. The one place the daemon reads the wall clock.
 pub fn now_ms() -> i64 {
@@ -47,6 +52,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         ),
         StoreBackend::Postgres => None,
     };
+    // PostgreSQL for the stages that keep history there (None on the embedded store)
+    let pg = local_store.is_none().then(|| pool.clone());
     let writer: Arc<dyn DurableSink> = match &local_store {
         Some(local) => {
             tracing::info!(dir = %config.store.local_dir.display(), "embedded store ready");
@@ -87,6 +94,49 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         FeatureEngine::new(config.features.clone(), Arc::new(SystemClock))
             .context("[features] section")?,
     ));
+    // anomaly detection: each closed bucket → detectors → PostgreSQL, cache, alerts
+    let alert_metrics = AlertMetrics::default();
+    let alerter = Alerter::start(AlerterArgs {
+        config: config.alert.clone(),
+        metrics: alert_metrics.clone(),
+        shutdown: shutdown.clone(),
+        clock: Arc::new(now_ms),
+    })
+    .context("[alert] section")?;
+    tracing::info!(
+        discord = config.alert.discord_webhook_url.is_set(),
+        alertmanager = config.alert.alertmanager_url.is_set(),
+        running = alerter.is_running(),
+        "alerting"
+    );
+    let anomaly_metrics = AnomalyMetrics::default();
+    let (anomaly_feed, anomaly_stage, anomaly_store) = if config.anomaly.enabled {
+        let store = AnomalyStore::start(SinkArgs {
+            pool: pool.clone(),
+            partitions: partitions.clone(),
+            batch_rows: config.anomaly.store_batch_rows,
+            flush_ms: config.anomaly.store_flush_ms,
+            queue_rows: config.anomaly.store_queue_rows,
+            metrics: anomaly_metrics.clone(),
+            shutdown: shutdown.clone(),
+        });
+        let (feed, records) = AnomalyFeed::channel(config.anomaly.queue_records, &anomaly_metrics);
+        let stage = tokio::spawn(crate::anomaly::stage::run(StageArgs {
+            config: config.anomaly.clone(),
+            resolve_after_ms: config.alert.rules().resolve_after_ms,
+            records,
+            sink: store.sink(),
+            cache: cache_writer.sender(),
+            keys: KeySpace::new(&config.cache.key_prefix),
+            alerts: alerter.sender(),
+            metrics: anomaly_metrics.clone(),
+            clock: Arc::new(now_ms),
+        }));
+        (Some(feed), Some(stage), Some(store))
+    } else {
+        (None, None, None)
+    };
+
     let downstream_metrics = DownstreamMetrics::default();
     let (downstream_tx, downstream_rx) = tokio::sync::mpsc::channel(64);
     let downstream = tokio::spawn(downstream::run(DownstreamArgs {
@@ -94,10 +144,18 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         engine: engine.clone(),
         cache: cache_writer.sender(),
         cache_reader: cache_backend.clone(),
+        history: pg.clone().map(|pool| downstream::HistorySource {
+            pool,
+            lookback_ms: config.features.history_buckets as i64
+                * config.features.bucket_width_secs as i64
+                * 1000,
+            max_rows: REBUILD_MAX_ROWS,
+        }),
         keys: KeySpace::new(&config.cache.key_prefix),
         metrics: downstream_metrics.clone(),
         shutdown: shutdown.clone(),
         clock: Arc::new(now_ms),
+        anomaly: anomaly_feed,
     }));
 
     // forecasts every active service on a cadence and keeps the latest hot
@@ -108,13 +166,18 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         forecast_metrics.clone(),
     )
     .context("[forecast] section")?;
-    let forecast_loop = tokio::spawn(forecast_loop(ForecastLoop {
+    let forecast_loop = tokio::spawn(forecast::run_cycles(ForecastCycleArgs {
         forecaster: forecaster.clone(),
         engine: engine.clone(),
         cache: cache_writer.sender(),
         keys: KeySpace::new(&config.cache.key_prefix),
+        store: pg
+            .clone()
+            .map(|pool| ForecastStore::new(pool, partitions.clone())),
+        bucket_width_secs: config.features.bucket_width_secs,
         cadence: Duration::from_secs(config.forecast.cadence_secs),
         shutdown: shutdown.clone(),
+        clock: Arc::new(now_ms),
     }));
 
     let pipeline = Pipeline::start(PipelineArgs {
@@ -233,11 +296,66 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     cache_metrics.register(&mut registry);
     downstream_metrics.register(&mut registry);
     forecast_metrics.register(&mut registry);
+    anomaly_metrics.register(&mut registry);
+    alert_metrics.register(&mut registry);
     lifecycle_metrics.register(&mut registry);
+    let api_metrics = api::metrics::ApiMetrics::default();
+    api_metrics.register(&mut registry);
+    // API keys: the whole table in memory, re-read every api.key_refresh_ms
+    let key_cache = Arc::new(api::auth::KeyCache::new(
+        Some(pool.clone()),
+        Duration::from_millis(config.api.key_refresh_ms),
+    ));
+    let key_refresher = tokio::spawn(key_cache.clone().run_refresher(shutdown.clone()));
+    // plans audit: a bounded queue and one batched writer, off the request path
+    let (audit, audit_writer) = if config.api.audit {
+        let (sender, task) = api::audit::start(api::audit::AuditArgs {
+            pool: pool.clone(),
+            partitions: partitions.clone(),
+            queue: config.api.audit_queue,
+            batch: config.api.audit_batch,
+            metrics: api_metrics.clone(),
+        });
+        (Some(sender), Some(task))
+    } else {
+        (None, None)
+    };
+    // forecast anomalies flagged by POST /plans go to the alerter (and are counted in
+    // mcpwatch_plan_anomalies_total either way)
+    let forecast_anomalies = Some(forecast_anomaly_bridge(alerter.sender(), shutdown.clone()));
+    let core = api::ApiCore::new(
+        api::ApiCoreArgs {
+            config: config.api.clone(),
+            engine: engine.clone(),
+            bucket_width_secs: config.features.bucket_width_secs,
+            forecaster: forecaster.clone(),
+            cache: cache_backend.clone(),
+            cache_metrics: cache_metrics.clone(),
+            keys: KeySpace::new(&config.cache.key_prefix),
+            pool: Some(pool.clone()),
+            auth: key_cache,
+            audit,
+            anomalies: forecast_anomalies,
+            metrics: api_metrics,
+            ingest: Some(metrics.ingest.clone()),
+            clock: Arc::new(now_ms),
+            micros: api::ratelimit::monotonic_micros(),
+        },
+        Some(&cache_writer),
+    )
+    .context("[forecast.routes] for the API")?;
     let state = ApiState {
         registry: Arc::new(registry),
         readiness: Arc::new(readiness),
-        query: (config.retention.archive || local_store.is_some()).then(|| {
+        core: Arc::new(core),
+        http: config.http.clone(),
+        anomalies: config.anomaly.enabled.then(|| api::anomalies::AnomalyApi {
+            pool: pool.clone(),
+            cache: cache_backend.clone(),
+            keys: KeySpace::new(&config.cache.key_prefix),
+            clock: Arc::new(now_ms),
+        }),
+        sql: (config.retention.archive || local_store.is_some()).then(|| {
             let mut roots = Vec::new();
             if let Some(local) = &local_store {
                 roots.push(local.root().to_path_buf());
@@ -245,7 +363,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             if config.retention.archive {
                 roots.push(config.retention.archive_dir.clone());
             }
-            Arc::new(api::query::QueryState {
+            Arc::new(api::sql::QueryState {
                 roots,
                 max_rows: config.retention.query_max_rows,
                 timeout: Duration::from_secs(config.retention.query_timeout_secs),
@@ -265,6 +383,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 
     pipeline.join().await.context("ingest pipeline")?;
     downstream.await.context("features stage")?;
+    if let Some(stage) = anomaly_stage {
+        stage
+            .await
+            .context("anomaly stage")?
+            .context("anomaly stage")?;
+    }
+    if let Some(store) = anomaly_store {
+        store.close().await;
+    }
+    alerter.close().await;
     forecast_loop.await.context("forecast loop")?;
     let cache_stats = cache_writer.close().await;
     tracing::info!(?cache_stats, "cache writer closed");
@@ -278,56 +406,58 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         .await
         .context("http server task")?
         .context("http server")?;
+    key_refresher.await.ok();
+    // the server's state (and with it every audit sender) is gone: the writer drains and stops
+    if let Some(task) = audit_writer {
+        if tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("plans audit writer did not drain within 10 s");
+        }
+    }
     tracing::info!("stopped cleanly");
     Ok(())
 }
 
-/// What the continuous forecast needs; owned by its task.
-struct ForecastLoop {
-    forecaster: Forecaster,
-    /// Read (briefly locked) to gather each service's 24-bucket window.
-    engine: crate::downstream::SharedEngine,
-    /// Latest forecasts go to the cache's forecast tier (best effort).
-    cache: crate::cache::CacheSender,
-    keys: KeySpace,
-    cadence: Duration,
+/// Forwards the forecast anomalies `POST /plans` flags to the alerter (de-duplicated there like
+/// any anomaly), from a bounded queue the handlers `try_send` into. The task ends at shutdown.
+fn forecast_anomaly_bridge(
+    alerts: crate::alert::AlertSender,
     shutdown: CancellationToken,
-}
-
-/// Every `cadence`, forecasts every active service in batches and offers the results to the
-/// cache, where `/plans` and the query endpoints read them.
-async fn forecast_loop(l: ForecastLoop) {
-    let mut tick = tokio::time::interval(l.cadence);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = l.shutdown.cancelled() => break,
-            _ = tick.tick() => {}
+) -> tokio::sync::mpsc::Sender<crate::forecast::policy::ForecastAnomaly> {
+    use crate::alert::{AlertEvent, Anomaly, AnomalySource, Severity};
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<crate::forecast::policy::ForecastAnomaly>(256);
+    tokio::spawn(async move {
+        loop {
+            let a = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                a = rx.recv() => match a { Some(a) => a, None => break },
+            };
+            // z at the threshold scores 0.5 (as the streaming detectors' alert line); twice it, 1
+            let score = (0.5 * a.z_score / a.threshold.max(f64::EPSILON)).clamp(0.0, 1.0);
+            alerts.send(AlertEvent::ForecastAnomaly(Anomaly {
+                service_id: a.service_id.clone(),
+                metric: a.metric_name.clone(),
+                source: AnomalySource::Forecast,
+                ts_ms: a.value_at_ms,
+                score,
+                value: a.value,
+                expected: Some(a.history_mean),
+                severity: if a.z_score >= 2.0 * a.threshold {
+                    Severity::Critical
+                } else {
+                    Severity::Warning
+                },
+                detector: a.model_version.clone(),
+                message: Some(format!(
+                    "forecast by {} reaches {:.1} (z = {:.1} against a history mean of {:.1} ± {:.1} over {} points)",
+                    a.model_version, a.value, a.z_score, a.history_mean, a.history_std, a.history_points
+                )),
+            }));
         }
-        let inputs: Vec<ForecastInput> = {
-            let engine = l.engine.lock().expect("feature engine poisoned");
-            let ids: Vec<String> = engine.service_ids().map(str::to_string).collect();
-            ids.iter()
-                .filter_map(|id| {
-                    ForecastInput::from_engine(&engine, id, ForecastContext::default())
-                })
-                .collect()
-        };
-        if inputs.is_empty() {
-            continue;
-        }
-        let outputs = l.forecaster.forecast_all(inputs).await;
-        let entries = outputs.iter().filter_map(|o| {
-            let json = serde_json::to_vec(o).ok()?;
-            Some(l.keys.entry(
-                crate::cache::Tier::Forecast,
-                &o.service_id,
-                crate::cache::kind::FORECAST,
-                json,
-            ))
-        });
-        l.cache.offer_all(entries.collect::<Vec<_>>());
-    }
+    });
+    tx
 }
 
 /// Cancels `token` on SIGTERM or SIGINT.

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cache::{kind, CacheSender, HotCache, KeySpace, SampleView, Tier};
 use crate::features::{ClosedBucket, FeatureEngine, FEATURE_NAMES};
 use crate::sample::Sample;
+use crate::store::read::{samples_in, SampleRange};
 
 /// The feature engine, shared: written by [`run`], read by the forecaster and the API.
 pub type SharedEngine = Arc<Mutex<FeatureEngine>>;
@@ -32,6 +33,9 @@ pub struct DownstreamMetrics {
     pub active_services: Gauge,
     pub evicted_services: Counter,
     pub restored_services: Counter,
+    pub rebuilt_services: Counter,
+    pub rebuilt_samples: Counter,
+    pub rebuild_errors: Counter,
     pub engine_bytes: Gauge,
     pub late_dropped: Gauge,
 }
@@ -63,6 +67,21 @@ impl DownstreamMetrics {
             "Returning services rebuilt from their cached snapshot",
             self.restored_services.clone(),
         );
+        r.register(
+            "mcpwatch_features_rebuilt",
+            "Services without a snapshot rebuilt from their recent samples in PostgreSQL",
+            self.rebuilt_services.clone(),
+        );
+        r.register(
+            "mcpwatch_features_rebuilt_samples",
+            "Samples replayed from PostgreSQL to rebuild services",
+            self.rebuilt_samples.clone(),
+        );
+        r.register(
+            "mcpwatch_features_rebuild_errors",
+            "Rebuilds from PostgreSQL that failed (those services started empty)",
+            self.rebuild_errors.clone(),
+        );
         r.register_with_unit(
             "mcpwatch_features_state",
             "Memory held by the feature engine",
@@ -86,10 +105,27 @@ pub struct DownstreamArgs {
     pub cache: CacheSender,
     /// Cache reads, to rebuild a returning service from its snapshot (None: no cache).
     pub cache_reader: Option<Arc<dyn HotCache>>,
+    /// PostgreSQL, to rebuild a service that has no snapshot (None: start such services empty).
+    pub history: Option<HistorySource>,
     pub keys: KeySpace,
     pub metrics: DownstreamMetrics,
     pub shutdown: CancellationToken,
     pub clock: Arc<dyn Fn() -> i64 + Send + Sync>,
+    /// Each closed bucket goes to the anomaly detection stage (`try_send`: dropped and counted
+    /// when that stage is behind, never waited on). `None`: detection is off.
+    pub anomaly: Option<crate::anomaly::AnomalyFeed>,
+}
+
+/// Where a service this replica does not hold is rebuilt from when the cache has no snapshot
+/// of it: its recent samples in PostgreSQL, replayed through the engine.
+#[derive(Clone)]
+pub struct HistorySource {
+    /// The daemon's PostgreSQL pool (only read here).
+    pub pool: deadpool_postgres::Pool,
+    /// How far back to replay: the engine's history (`history_buckets` × bucket width).
+    pub lookback_ms: i64,
+    /// At most this many samples per rebuild query (the newest win).
+    pub max_rows: i64,
 }
 
 /// A closed bucket as the cache and the API show it.
@@ -157,43 +193,82 @@ pub async fn run(mut args: DownstreamArgs) {
 }
 
 /// Services this replica does not hold (new, evicted while idle, or handed over by a Kafka
-/// rebalance) are rebuilt from the snapshot in the cache, when there is one.
+/// rebalance) are rebuilt from their snapshot in the cache when there is one, else from their
+/// recent samples in PostgreSQL (the batch itself is already durable there, so only what came
+/// before it is replayed).
 async fn restore_returning(args: &DownstreamArgs, batch: &[Sample]) {
-    let Some(cache) = &args.cache_reader else {
-        return;
-    };
-    let missing: Vec<String> = {
+    // each missing service with the time of its first sample in this batch
+    let mut missing: Vec<(String, i64)> = {
         let engine = args.engine.lock().expect("feature engine poisoned");
-        let mut ids: Vec<String> = batch
-            .iter()
-            .filter(|s| !engine.contains(&s.service_id))
-            .map(|s| s.service_id.clone())
-            .collect();
-        ids.sort_unstable();
-        ids.dedup();
-        ids
+        let mut first: HashMap<&str, i64> = HashMap::new();
+        for s in batch.iter().filter(|s| !engine.contains(&s.service_id)) {
+            let t = first.entry(s.service_id.as_str()).or_insert(s.ts_ms);
+            *t = (*t).min(s.ts_ms);
+        }
+        first
+            .into_iter()
+            .map(|(id, t)| (id.to_string(), t))
+            .collect()
     };
-    if missing.is_empty() || !cache.is_available() {
+    if missing.is_empty() {
         return;
     }
-    let keys: Vec<String> = missing
+    missing.sort_unstable();
+    if let Some(cache) = args.cache_reader.as_ref().filter(|c| c.is_available()) {
+        let keys: Vec<String> = missing
+            .iter()
+            .map(|(id, _)| args.keys.key(Tier::Features, id, "snapshot"))
+            .collect();
+        if let Ok(found) = cache.get_many(&keys).await {
+            let mut engine = args.engine.lock().expect("feature engine poisoned");
+            for ((id, _), snapshot) in missing.iter().zip(found) {
+                let Some(bytes) = snapshot else { continue };
+                match engine.restore(id, &bytes) {
+                    Ok(()) => {
+                        args.metrics.restored_services.inc();
+                    }
+                    Err(e) => {
+                        tracing::warn!(service = %id, error = %e, "ignoring an unreadable feature snapshot")
+                    }
+                }
+            }
+            missing.retain(|(id, _)| !engine.contains(id));
+        }
+    }
+    if let Some(history) = &args.history {
+        if !missing.is_empty() {
+            rebuild_from_store(args, history, &missing).await;
+        }
+    }
+}
+
+/// Replays the missing services' samples from before `first_ts` out of PostgreSQL.
+async fn rebuild_from_store(args: &DownstreamArgs, h: &HistorySource, missing: &[(String, i64)]) {
+    let ranges: Vec<SampleRange> = missing
         .iter()
-        .map(|id| args.keys.key(Tier::Features, id, "snapshot"))
+        .map(|(id, first)| SampleRange {
+            service_id: id.clone(),
+            from_ms: first.saturating_sub(h.lookback_ms),
+            until_ms: *first,
+        })
         .collect();
-    let Ok(found) = cache.get_many(&keys).await else {
-        return;
+    let read = async {
+        let client = h.pool.get().await?;
+        samples_in(&client, &ranges, h.max_rows).await
     };
-    let mut engine = args.engine.lock().expect("feature engine poisoned");
-    for (id, snapshot) in missing.iter().zip(found) {
-        if let Some(bytes) = snapshot {
-            match engine.restore(id, &bytes) {
-                Ok(()) => {
-                    args.metrics.restored_services.inc();
-                }
-                Err(e) => {
-                    tracing::warn!(service = %id, error = %e, "ignoring an unreadable feature snapshot")
-                }
-            };
+    match read.await {
+        Ok(samples) if !samples.is_empty() => {
+            let mut engine = args.engine.lock().expect("feature engine poisoned");
+            // the replay's closed buckets are history: they were offered when they first closed
+            engine.observe_batch(&samples);
+            let rebuilt = missing.iter().filter(|(id, _)| engine.contains(id)).count();
+            args.metrics.rebuilt_services.inc_by(rebuilt as u64);
+            args.metrics.rebuilt_samples.inc_by(samples.len() as u64);
+        }
+        Ok(_) => {}
+        Err(e) => {
+            args.metrics.rebuild_errors.inc();
+            tracing::warn!(error = %e, services = missing.len(), "could not rebuild services from PostgreSQL; they start empty");
         }
     }
 }
@@ -227,6 +302,9 @@ fn fold(args: &DownstreamArgs, batch: &[Sample], offered: &mut HashMap<String, i
         let closed = engine.observe_batch(batch);
         for b in &closed {
             entries.push(bucket_entry(&args.keys, b));
+            if let Some(feed) = &args.anomaly {
+                feed.offer(b);
+            }
         }
         let mut seen = std::collections::HashSet::new();
         for b in &closed {
@@ -261,6 +339,9 @@ fn maintain(args: &DownstreamArgs) {
     let mut engine = args.engine.lock().expect("feature engine poisoned");
     for b in engine.advance_to(now) {
         entries.push(bucket_entry(&args.keys, &b));
+        if let Some(feed) = &args.anomaly {
+            feed.offer(&b);
+        }
     }
     let evicted = engine.evict_idle();
     args.metrics.evicted_services.inc_by(evicted.len() as u64);
@@ -322,10 +403,12 @@ mod tests {
             engine: engine.clone(),
             cache: writer.sender(),
             cache_reader: Some(redis.clone()),
+            history: None,
             keys: keys.clone(),
             metrics: DownstreamMetrics::default(),
             shutdown: shutdown.clone(),
             clock: Arc::new(move || stage_clock.now_ms()),
+            anomaly: None,
         }));
         // 30 hours of one sample per hour
         for h in 0..30 {
@@ -404,5 +487,82 @@ mod tests {
         shutdown.cancel();
         stage.await.unwrap();
         writer.close().await;
+    }
+
+    /// A service with no snapshot anywhere (e.g. handed over by a rebalance after its
+    /// snapshot expired) is rebuilt from its samples in PostgreSQL, to exactly the state the
+    /// live stream would have built.
+    #[tokio::test]
+    async fn a_service_without_snapshot_is_rebuilt_from_postgres() {
+        use crate::store::{PartitionOffset, Partitions, StoreMetrics, Writer, WriterArgs};
+        let (pool, _) = crate::testing::fresh_store("downstream_rebuild").await;
+        let start = 1_763_683_200_000;
+        let history: Vec<Sample> = (0..30 * 4)
+            .map(|q| sample("svc", start + q * HOUR / 4, (q % 7) as f64))
+            .collect();
+        Writer::new(WriterArgs {
+            pool: pool.clone(),
+            partitions: Arc::new(Partitions::default()),
+            consumer_group: "g".into(),
+            metrics: StoreMetrics::default(),
+        })
+        .write(
+            &history,
+            &[PartitionOffset {
+                topic: "t".into(),
+                partition: 0,
+                next: 120,
+            }],
+        )
+        .await
+        .unwrap();
+        let live_sample = sample("svc", start + 30 * HOUR + 60_000, 3.0);
+        // what a replica that saw everything live holds
+        // the stage's maintenance tick closes what the clock allows; the live engine does too
+        let clock = Arc::new(ManualClock::new(start + 31 * HOUR));
+        let mut live = FeatureEngine::new(FeaturesConfig::default(), clock.clone()).unwrap();
+        live.observe_batch(&history);
+        live.observe_batch(std::slice::from_ref(&live_sample));
+        live.advance_to(clock.now_ms());
+
+        let engine: SharedEngine = Arc::new(Mutex::new(
+            FeatureEngine::new(FeaturesConfig::default(), clock.clone()).unwrap(),
+        ));
+        let (tx, rx) = mpsc::channel(4);
+        let (stage_clock, clock2) = (clock.clone(), clock.clone());
+        let metrics = DownstreamMetrics::default();
+        let writer = CacheWriter::disabled(Arc::new(CacheMetrics::new()));
+        let stage = tokio::spawn(run(DownstreamArgs {
+            batches: rx,
+            engine: engine.clone(),
+            cache: writer.sender(),
+            cache_reader: None,
+            anomaly: None,
+            history: Some(HistorySource {
+                pool: pool.clone(),
+                lookback_ms: 168 * HOUR,
+                max_rows: 10_000,
+            }),
+            keys: KeySpace::new("test_rebuild"),
+            metrics: metrics.clone(),
+            shutdown: CancellationToken::new(),
+            clock: Arc::new(move || stage_clock.now_ms()),
+        }));
+        tx.send(Arc::new(vec![live_sample])).await.unwrap();
+        drop(tx);
+        stage.await.unwrap();
+        engine.lock().unwrap().advance_to(clock2.now_ms());
+        assert_eq!(metrics.rebuilt_services.get(), 1);
+        assert_eq!(metrics.rebuilt_samples.get(), 120);
+        let engine = engine.lock().unwrap();
+        let (got, want) = (engine.state("svc").unwrap(), live.state("svc").unwrap());
+        assert_eq!(
+            got.rows(),
+            30,
+            "30 closed hours of history; the live hour is open"
+        );
+        assert_eq!(got.rows(), want.rows());
+        assert_eq!(got.window(), want.window());
+        assert_eq!(engine.features("svc"), live.features("svc"));
     }
 }

@@ -174,7 +174,9 @@ impl Traffic {
             1.0
         };
         let load = Self::seasonality(ts) * burst * self.rng.random_range(0.85..1.15);
-        let requests = (s.base * load).round();
+        // `base` is the rate per 10 s: a longer step carries proportionally more requests, so
+        // a bucket's total does not depend on how often a server reports
+        let requests = (s.base * load * args.step_ms as f64 / 10_000.0).round();
         let errors = if incident {
             (requests * 0.2).round()
         } else {

@@ -5,6 +5,7 @@
 //! [`ingest`] (Kafka → [`sample::Sample`]) → [`store`] (PostgreSQL) → [`api`] (HTTP),
 //! wired together by [`daemon`] from a typed [`config::Config`].
 
+pub mod alert;
 pub mod anomaly;
 pub mod api;
 pub mod cache;

@@ -554,3 +554,62 @@ pub async fn bench_crash(args: &LoadArgs, kills: usize) -> anyhow::Result<CrashR
         dlq,
     })
 }
+
+/// Produces `hours` of history for `services` MCP servers (one sample per server every
+/// `step_secs`, ending now, no malformed messages) into `topic`: what `load-tests/plans.sh`
+/// gives the daemon before it asks for plans. Returns the messages produced.
+pub fn produce_history(
+    brokers: &str,
+    topic: &str,
+    services: usize,
+    hours: i64,
+    step_secs: i64,
+    now_ms: i64,
+) -> anyhow::Result<(u64, Duration)> {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("compression.type", "lz4")
+        .set("linger.ms", "20")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .context("creating the history producer")?;
+    let step_ms = step_secs.max(1) * 1000;
+    let rounds = (hours * 3_600_000 / step_ms).max(1);
+    // one message is one round of one service (round robin); a message may carry several
+    // samples (one per instance), so count messages, not samples
+    let traffic = Traffic::new(TrafficArgs {
+        services,
+        samples: usize::MAX,
+        malformed_ratio: 0.0,
+        start_ms: now_ms - rounds * step_ms,
+        step_ms,
+        ..TrafficArgs::default()
+    })
+    .take(services * rounds as usize);
+    let started = Instant::now();
+    let mut n = 0u64;
+    for m in traffic {
+        let mut record = BaseRecord::to(topic).key(&m.key).payload(&m.payload);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((e, r)) => {
+                    if !matches!(
+                        e.rdkafka_error_code(),
+                        Some(rdkafka::types::RDKafkaErrorCode::QueueFull)
+                    ) {
+                        bail!("producing to {topic}: {e}");
+                    }
+                    record = r;
+                    producer.poll(Duration::from_millis(5));
+                }
+            }
+        }
+        producer.poll(Duration::ZERO);
+        n += 1;
+    }
+    producer
+        .flush(Duration::from_secs(120))
+        .context("flushing the history producer")?;
+    Ok((n, started.elapsed()))
+}

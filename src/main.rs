@@ -31,8 +31,9 @@ enum Command {
         /// Simulated MCP servers.
         #[arg(long, default_value_t = 40)]
         servers: usize,
-        /// Hours of history produced before going live.
-        #[arg(long, default_value_t = 48)]
+        /// Hours of history produced before going live (the anomaly detectors learn 75 h of
+        /// 30-minute buckets before they score).
+        #[arg(long, default_value_t = 96)]
         history_hours: i64,
         /// Seconds between two live samples of one server.
         #[arg(long, default_value_t = 10)]
@@ -51,6 +52,9 @@ enum Command {
     /// Evaluations on public data; each prints its scores on its last line.
     #[command(subcommand)]
     Eval(Eval),
+    /// API keys for the HTTP API (Authorization: Bearer <key>); stored as hashes in PostgreSQL.
+    #[command(subcommand)]
+    Apikey(Apikey),
     /// The data lifecycle jobs, run once from the command line.
     #[command(subcommand)]
     Retention(Retention),
@@ -73,6 +77,20 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum Apikey {
+    /// Make a key and print it (the only time it is shown).
+    Create {
+        /// Who or what the key is for (shown by `list`).
+        #[arg(long)]
+        name: String,
+    },
+    /// List the keys (ids, names, creation and revocation times; never the secrets).
+    List,
+    /// Revoke a key by id; running daemons refuse it within api.key_refresh_ms.
+    Revoke { id: String },
+}
+
+#[derive(Subcommand)]
 enum Retention {
     /// Create partitions ahead, retire expired partitions (archive, verify, drop), check the
     /// storage budget. Prints one summary line.
@@ -89,14 +107,20 @@ enum QueryFormat {
 
 #[derive(Subcommand)]
 enum Eval {
-    /// The shipped forecaster on a seed-format CSV, exactly as the daemon runs it (features by
-    /// the Rust engine from the raw columns, one row = one 30-minute bucket, ONNX in Rust),
-    /// rolling origins every 24 rows over the chronological test (or validation) split.
+    /// A shipped forecaster on a seed-format CSV, exactly as the daemon runs it (features by
+    /// the Rust engine from the raw columns, ONNX in Rust), rolling origins every 24 rows over
+    /// the chronological test (or validation) split. Without --model and --grid: the 30-minute
+    /// model on 30-minute rows (`lstm_total_events_v2`, `--grid rows`).
     Forecast {
         #[arg(long)]
         csv: PathBuf,
         #[command(flatten)]
         model: ModelOpts,
+        /// `hours`: one 1-hour bucket per hour (the daemon's default width; default model
+        /// `lstm_total_events_h1`). `rows`: every row a 30-minute bucket (`…_v2`). Default: the
+        /// grid of --model's `row_interval_minutes`, or `rows` without --model.
+        #[arg(long, value_enum)]
+        grid: Option<ExportGrid>,
         /// `test` (rows int(0.8n)..n, the reported figure) or `validation`.
         #[arg(long, default_value = "test")]
         split: String,
@@ -118,9 +142,10 @@ enum Eval {
 /// Which model and runtime library the forecast commands use (defaults: forecast config).
 #[derive(clap::Args)]
 struct ModelOpts {
-    /// The model's metadata JSON (its .onnx sits next to it).
-    #[arg(long, default_value = mcpwatch::forecast::config::DEFAULT_MODEL)]
-    model: PathBuf,
+    /// The model's metadata JSON (its .onnx sits next to it). Default: the forecast config's
+    /// default model (`models/lstm_total_events_h1.json`, 1-hour buckets).
+    #[arg(long)]
+    model: Option<PathBuf>,
     /// The ONNX Runtime library; default: $ORT_DYLIB_PATH, next to the executable, ./lib.
     #[arg(long)]
     ort_library: Option<PathBuf>,
@@ -128,15 +153,25 @@ struct ModelOpts {
 
 impl ModelOpts {
     fn config(&self) -> mcpwatch::forecast::ForecastConfig {
-        // Every context routes to the model given, reported under its file name.
-        let name = self
+        let model = self
             .model
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(mcpwatch::forecast::config::DEFAULT_MODEL));
+        Self::config_for(model, self.ort_library.clone())
+    }
+
+    fn config_for(
+        model: PathBuf,
+        ort_library: Option<PathBuf>,
+    ) -> mcpwatch::forecast::ForecastConfig {
+        // Every context routes to the model given, reported under its file name.
+        let name = model
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
         mcpwatch::forecast::ForecastConfig {
-            model: self.model.clone(),
-            ort_library: self.ort_library.clone(),
+            model,
+            ort_library,
             routes: [("default".to_string(), name)].into(),
             ..Default::default()
         }
@@ -156,9 +191,9 @@ enum Features {
         csv: PathBuf,
         #[arg(long)]
         out: PathBuf,
-        /// `hours`: one row per hour (the seed's hourly observations, gaps forward-filled).
-        /// `rows`: one row per input row, each a 30-minute bucket (what the forecaster is trained
-        /// and evaluated on).
+        /// `hours`: one row per hour (the seed's hourly observations, gaps forward-filled; what
+        /// `lstm_total_events_h1`, the model for the default 1-hour buckets, is trained on).
+        /// `rows`: one row per input row, each a 30-minute bucket (`lstm_total_events_v2`).
         #[arg(long, value_enum, default_value_t = ExportGrid::Hours)]
         grid: ExportGrid,
     },
@@ -168,6 +203,15 @@ enum Features {
 enum ExportGrid {
     Hours,
     Rows,
+}
+
+impl ExportGrid {
+    fn grid(self) -> mcpwatch::features::CheckGrid {
+        match self {
+            ExportGrid::Hours => mcpwatch::features::CheckGrid::Seed,
+            ExportGrid::Rows => mcpwatch::features::CheckGrid::EveryRow,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -199,7 +243,7 @@ enum Bench {
     Forecast {
         #[arg(long, default_value_t = 10_000)]
         services: usize,
-        /// Closed 30-minute buckets per service before the cycle.
+        /// Closed buckets per service before the cycle (of the width the model was trained on).
         #[arg(long, default_value_t = 72)]
         history: usize,
         /// Timed cycles (after one warm-up); the median is reported.
@@ -213,6 +257,21 @@ enum Bench {
         workers: usize,
         #[command(flatten)]
         model: ModelOpts,
+    },
+    /// Produce hours of MCP-server history into a topic (no malformed messages), ending now:
+    /// the warm-up of `load-tests/plans.sh`. Last line: `messages=N secs=S`.
+    Prefill {
+        #[arg(long, default_value = "127.0.0.1:9094")]
+        brokers: String,
+        #[arg(long)]
+        topic: String,
+        #[arg(long, default_value_t = 100)]
+        services: usize,
+        #[arg(long, default_value_t = 72)]
+        hours: i64,
+        /// Seconds between two samples of one server.
+        #[arg(long, default_value_t = 300)]
+        step_secs: i64,
     },
     /// Pre-fill a topic, SIGKILL the daemon while it drains, restart, and check the table.
     Crash {
@@ -313,6 +372,49 @@ fn main() -> anyhow::Result<()> {
                 println!("migrations_applied={ran} schema={}", config.store.schema);
                 Ok(())
             }
+            Command::Apikey(cmd) => {
+                let pool = mcpwatch::store::pool(&config.store)?;
+                mcpwatch::store::prepare(
+                    &pool,
+                    &config.store,
+                    &mcpwatch::store::Partitions::default(),
+                    mcpwatch::daemon::now_ms(),
+                )
+                .await
+                .with_context(|| {
+                    format!("preparing schema {} at store.url", config.store.schema)
+                })?;
+                use mcpwatch::api::auth;
+                match cmd {
+                    Apikey::Create { name } => {
+                        let key = auth::create_key(&pool, &name).await?;
+                        eprintln!("created key {} ({name}); it is shown once:", key.id);
+                        println!("{}", key.token);
+                    }
+                    Apikey::List => {
+                        println!("{:<14} {:<26} {:<26} name", "id", "created", "revoked");
+                        for k in auth::list_keys(&pool).await? {
+                            println!(
+                                "{:<14} {:<26} {:<26} {}",
+                                k.id,
+                                k.created_at
+                                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                                k.revoked_at.map_or("-".to_string(), |t| t
+                                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+                                k.name
+                            );
+                        }
+                    }
+                    Apikey::Revoke { id } => {
+                        auth::revoke_key(&pool, &id).await?;
+                        println!(
+                            "revoked {id}; daemons refuse it within {} ms (api.key_refresh_ms)",
+                            config.api.key_refresh_ms
+                        );
+                    }
+                }
+                Ok(())
+            }
             Command::Config => {
                 println!("{}", config.to_json());
                 Ok(())
@@ -362,24 +464,30 @@ fn main() -> anyhow::Result<()> {
                 Ok(())
             }
             Command::Features(Features::Export { csv, out, grid }) => {
-                let grid = match grid {
-                    ExportGrid::Hours => mcpwatch::features::CheckGrid::Seed,
-                    ExportGrid::Rows => mcpwatch::features::CheckGrid::EveryRow,
-                };
-                let rows = mcpwatch::features::export_csv_with(&csv, &out, grid)?;
+                let rows = mcpwatch::features::export_csv_with(&csv, &out, grid.grid())?;
                 println!("rows={rows} out={}", out.display());
                 Ok(())
             }
-            Command::Eval(Eval::Forecast { csv, model, split }) => {
+            Command::Eval(Eval::Forecast {
+                csv,
+                model,
+                split,
+                grid,
+            }) => {
                 let split = match split.as_str() {
                     "test" => mcpwatch::forecast::eval::EvalSplit::Test,
                     "validation" => mcpwatch::forecast::eval::EvalSplit::Validation,
                     other => anyhow::bail!("--split {other}: use test or validation"),
                 };
+                let (path, grid) = mcpwatch::forecast::eval::resolve_model_and_grid(
+                    model.model.clone(),
+                    grid.map(ExportGrid::grid),
+                )?;
                 let opts = mcpwatch::forecast::EvalOptions {
                     csv,
-                    config: model.config(),
+                    config: ModelOpts::config_for(path, model.ort_library.clone()),
                     split,
+                    grid,
                 };
                 let report =
                     tokio::task::spawn_blocking(move || mcpwatch::forecast::run_eval(&opts))
@@ -407,6 +515,27 @@ fn main() -> anyhow::Result<()> {
                     report.fallbacks == 0,
                     "the LSTM did not run for every service (see the lines above)"
                 );
+                Ok(())
+            }
+            Command::Bench(Bench::Prefill {
+                brokers,
+                topic,
+                services,
+                hours,
+                step_secs,
+            }) => {
+                let (n, took) = tokio::task::spawn_blocking(move || {
+                    mcpwatch::loadtest::produce_history(
+                        &brokers,
+                        &topic,
+                        services,
+                        hours,
+                        step_secs,
+                        mcpwatch::daemon::now_ms(),
+                    )
+                })
+                .await??;
+                println!("messages={n} secs={:.1}", took.as_secs_f64());
                 Ok(())
             }
             Command::Retention(job) => {

@@ -19,7 +19,8 @@ import pandas as pd
 
 SEQUENCE_LENGTH = 24
 HORIZON = 24
-SEASON = 48  # rows per day: the data is half-hourly
+ROW_MINUTES = 30  # default row interval: the seed CSV (and `features export --grid rows`) is half-hourly
+SEASON = 48  # rows per day at the default row interval
 TIME_COLUMN = "hour_offset"
 TARGET = "total_events"
 EXPECTED_FEATURE_COUNT = 82
@@ -41,6 +42,8 @@ class Dataset:
     target: np.ndarray  # (rows,) float64, forward-filled then 0, NOT clipped (original units)
     train_end: int  # exclusive; train rows [0, train_end)
     val_end: int  # exclusive; validation rows [train_end, val_end), test rows [val_end, rows)
+    row_minutes: int = ROW_MINUTES  # minutes between two rows (the engine's bucket width)
+    season: int = SEASON  # rows per day: seasonal naive looks this many rows back
 
 
 def sha256_of(path: str) -> str:
@@ -51,14 +54,38 @@ def sha256_of(path: str) -> str:
     return h.hexdigest()
 
 
+def season_rows(row_minutes: int) -> int:
+    """Rows per day for a row interval: 48 for 30-minute rows, 24 for hourly rows."""
+    if row_minutes <= 0 or 1440 % row_minutes:
+        raise SystemExit(f"row interval {row_minutes} min does not divide a day")
+    return 1440 // row_minutes
+
+
+def configure_threads() -> None:
+    """TensorFlow's intra/inter-op thread pools from the environment (TF_NUM_INTRAOP_THREADS,
+    TF_NUM_INTEROP_THREADS; TensorFlow reads them too). Unset: TensorFlow's default (all cores).
+    Must run before TensorFlow executes anything."""
+    import tensorflow as tf
+
+    for var, setter in (("TF_NUM_INTRAOP_THREADS", tf.config.threading.set_intra_op_parallelism_threads),
+                        ("TF_NUM_INTEROP_THREADS", tf.config.threading.set_inter_op_parallelism_threads)):
+        v = os.environ.get(var, "").strip()
+        if v:
+            setter(int(v))
+
+
 def split_bounds(rows: int) -> tuple[int, int]:
-    """Chronological 70/10/20 split. For 1439 rows: train 0-1006, val 1007-1150, test 1151-1438."""
-    train_end = int(rows * SPLIT_FRACTIONS[0])
-    val_end = int(rows * (SPLIT_FRACTIONS[0] + SPLIT_FRACTIONS[1]))
+    """Chronological 70/10/20 split: floor(0.7 rows), floor(0.8 rows), in integer arithmetic as the
+    Rust evaluation does (int(720 * 0.7) would be 503 through float rounding). For 1439 rows: train
+    0-1006, val 1007-1150, test 1151-1438; for 720 hourly rows: train 0-503, val 504-575, test
+    576-719."""
+    train_end = rows * 7 // 10
+    val_end = rows * 8 // 10
+    assert SPLIT_FRACTIONS == (0.7, 0.1, 0.2)
     return train_end, val_end
 
 
-def load_csv(path: str) -> Dataset:
+def load_csv(path: str, row_minutes: int = ROW_MINUTES) -> Dataset:
     df = pd.read_csv(path)
     cols = list(df.columns)
     if cols[:2] != [TIME_COLUMN, TARGET]:
@@ -85,6 +112,8 @@ def load_csv(path: str) -> Dataset:
         target=df[TARGET].to_numpy(dtype=np.float64),
         train_end=train_end,
         val_end=val_end,
+        row_minutes=row_minutes,
+        season=season_rows(row_minutes),
     )
 
 
@@ -246,14 +275,14 @@ def all_origins(start: int, end: int, first_allowed: int) -> np.ndarray:
     return np.arange(lo, end - HORIZON + 1)
 
 
-def seasonal_naive(y: np.ndarray, origins: np.ndarray) -> np.ndarray:
-    """Prediction for row r is y[r - 48]."""
-    return targets(y, origins - SEASON)
+def seasonal_naive(y: np.ndarray, origins: np.ndarray, season: int = SEASON) -> np.ndarray:
+    """Prediction for row r is y[r - season] (one day earlier: 48 half-hour rows, 24 hourly rows)."""
+    return targets(y, origins - season)
 
 
-def protocol_scores(pred: np.ndarray, y: np.ndarray, origins: np.ndarray) -> dict:
+def protocol_scores(pred: np.ndarray, y: np.ndarray, origins: np.ndarray, season: int = SEASON) -> dict:
     truth = targets(y, origins)
-    sn = seasonal_naive(y, origins)
+    sn = seasonal_naive(y, origins, season)
     mae_model = float(np.mean(np.abs(pred - truth)))
     mae_sn = float(np.mean(np.abs(sn - truth)))
     return {
@@ -288,6 +317,10 @@ class HParams:
     patience: int = 20
     members: int = 5
     warmup_rows: int = SEASON  # first origin's input window starts after one day of history
+    # seasonal_residual: the feature whose value at input row k is the target one day before
+    # forecast row k. A feature name (read at input row k), or "total_events": the target AT input
+    # row k, rebuilt from lag1_events / diff_1h (see make_seasonal_reference_layer); that is the
+    # one-day-earlier value when a day is 24 rows (hourly rows).
     seasonal_reference_feature: str = "lag12_events"
     # blend_residual only: features whose sum at the last input row is the latest observed target
     persistence_features: tuple = ("add_events", "remove_events", "update_events")
@@ -304,27 +337,48 @@ def set_seeds(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def make_seasonal_reference_layer(pre: Preprocessor, feature_index: int):
+SAME_ROW_TARGET = "total_events"
+
+
+def seasonal_reference_features(reference: str) -> list[str]:
+    """The input features the in-graph seasonal reference reads, by name."""
+    return ["lag1_events", "diff_1h"] if reference == SAME_ROW_TARGET else [reference]
+
+
+def make_seasonal_reference_layer(pre: Preprocessor, feature_names: list[str], reference: str):
     """A layer that rebuilds the seasonal-naive forecast from the scaled input window.
 
-    The feature `lag12_events` at input row t-24+h is total_events 12 h (24 rows) earlier, i.e.
-    row t+h-48: exactly the seasonal-naive prediction (same time yesterday) for target row t+h.
-    The layer undoes the feature scaling, applies the target's clip / log1p / scaling and returns
-    that reference in the model's output space, so the LSTM only has to learn a correction.
-    All constants are baked into the graph; the ONNX input stays the 82 scaled features.
+    Output step k forecasts row t+k from input rows t-24..t-1; the reference for it is a value of
+    the target one day before row t+k, read from input row k:
+      - a feature name, e.g. `lag12_events` in the seed's columns (12 h = 24 half-hour rows back
+        from input row t-24+k, i.e. row t+k-48) or the engine's `lag24_events` in 30-minute rows
+        (24 rows back: the same row t+k-48);
+      - `total_events` (SAME_ROW_TARGET), for hourly rows where one day = 24 rows: the target AT
+        input row t-24+k. The target is not an input feature, so it is rebuilt exactly from the
+        engine's definitions: for k < 23, input row k+1's `lag1_events`; for k = 23, the last
+        row's `lag1_events + diff_1h` (diff_1h = total_events - lag1_events).
+    The layer undoes the feature scaling (so it sees the feature-clipped values), applies the
+    target's clip / log1p / scaling and returns that reference in the model's output space, so the
+    LSTM only has to learn a correction. All constants are baked into the graph; the ONNX input
+    stays the 82 scaled features.
     """
     import keras
     from keras import ops
 
-    f_center = float(pre.feature_center[feature_index])
-    f_scale = float(pre.feature_scale[feature_index])
+    idx = [feature_names.index(n) for n in seasonal_reference_features(reference)]
+    fc = [float(pre.feature_center[j]) for j in idx]
+    fs = [float(pre.feature_scale[j]) for j in idx]
     t_lo, t_hi = float(pre.target_lower), float(pre.target_upper)
     t_center, t_scale = float(pre.target_center), float(pre.target_scale)
     use_log = bool(pre.use_log_transform)
+    same_row = reference == SAME_ROW_TARGET
 
     class SeasonalReference(keras.layers.Layer):
         def call(self, x):
-            v = x[:, :, feature_index] * f_scale + f_center  # original units, shape (b, 24)
+            v = x[:, :, idx[0]] * fs[0] + fc[0]  # original units, shape (b, 24)
+            if same_row:
+                last = v[:, -1:] + (x[:, -1:, idx[1]] * fs[1] + fc[1])  # total_events of row 23
+                v = ops.concatenate([v[:, 1:], last], axis=1)
             v = ops.clip(v, t_lo, t_hi)
             if use_log:
                 # log(1 + x) rather than log1p: tf2onnx has no Log1p conversion
@@ -412,8 +466,7 @@ def build_member(hp: HParams, pre: Preprocessor, feature_names: list[str], name:
         corr = layers.Dense(
             HORIZON, kernel_initializer="zeros", kernel_regularizer=reg, name="head"
         )(h)
-        j = feature_names.index(hp.seasonal_reference_feature)
-        ref = make_seasonal_reference_layer(pre, j)(inp)
+        ref = make_seasonal_reference_layer(pre, feature_names, hp.seasonal_reference_feature)(inp)
         out = layers.Add(name="forecast_scaled")([ref, corr])
     elif hp.arch == "blend_residual":
         corr = layers.Dense(

@@ -5,7 +5,8 @@ Protocol (test split of the seed data = rows 1151-1438): origins t = 1151 + 24k,
 feeds the raw feature rows t-24..t-1 through the metadata's recipe (clip -> scale -> ONNX model ->
 inverse target scale -> expm1 if log -> max(output_min)) and forecasts rows t..t+23. MAE over the
 12 x 24 forecasts in original units of total_events. The seasonal-naive baseline predicts row r with
-total_events[r-48]. Prints
+total_events one day earlier: row r-48 for 30-minute rows, r-24 for hourly rows (the metadata's
+row_interval_minutes says which; the CSV must have that row interval). Prints
 
     horizon=24 origins=12 mae_model=M mae_seasonal_naive=N rel_mae=R
 
@@ -44,7 +45,7 @@ def main() -> None:
     meta_path = args.meta or os.path.splitext(args.model)[0] + ".json"
     with open(meta_path) as f:
         meta = json.load(f)
-    ds = C.load_csv(args.csv)
+    ds = C.load_csv(args.csv, int(meta.get("row_interval_minutes", C.ROW_MINUTES)))
     missing = [n for n in meta["feature_names"] if n not in ds.feature_names]
     if missing:
         raise SystemExit(f"CSV lacks features the model needs: {missing}")
@@ -58,10 +59,11 @@ def main() -> None:
         origins = C.protocol_origins(ds.train_end, ds.val_end)
     sess = O.session(args.model, threads=args.threads)
     pred = O.forecast_with_onnx(sess, meta, ds, origins)
-    s = C.protocol_scores(pred, ds.target, origins)
+    s = C.protocol_scores(pred, ds.target, origins, ds.season)
     if args.verbose:
-        sn = C.protocol_scores(C.seasonal_naive(ds.target, origins), ds.target, origins)
-        print(f"split={args.split} origins t={origins[0]}..{origins[-1]} step 24, last target row {s['last_target_row']}")
+        sn = C.protocol_scores(C.seasonal_naive(ds.target, origins, ds.season), ds.target, origins, ds.season)
+        print(f"split={args.split} rows={ds.rows} ({ds.row_minutes}-minute rows, seasonal naive {ds.season} rows back) "
+              f"origins t={origins[0]}..{origins[-1]} step 24, last target row {s['last_target_row']}")
         for t, a, b in zip(origins, s["mae_per_origin"], sn["mae_per_origin"]):
             print(f"  t={t}: mae_model={a:.3f} mae_seasonal_naive={b:.3f}")
     print(f"horizon={C.HORIZON} origins={s['origins']} mae_model={s['mae_model']:.4f} "

@@ -74,14 +74,14 @@ def run_fold(hp: C.HParams, name: str, seeds: list[int], ds: C.Dataset) -> dict:
         m, info = C.train_member(hp, p.pre, ds.feature_names, s, xtr, ytr, xva, yva,
                                  name=f"{name}_s{s}", progress=True)
         out = m.predict(C.windows(p.x, vo), verbose=0)
-        sc = C.protocol_scores(p.pre.inverse_target(out), ds.target, vo)
+        sc = C.protocol_scores(p.pre.inverse_target(out), ds.target, vo, ds.season)
         info["val_rel_mae"] = sc["rel_mae"]
         info["val_mae"] = sc["mae_model"]
         info["val_mae_per_origin"] = sc["mae_per_origin"]
         outs.append(out)
         singles.append(sc["rel_mae"])
         infos.append(info)
-    ens = C.protocol_scores(p.pre.inverse_target(np.mean(outs, axis=0)), ds.target, vo)
+    ens = C.protocol_scores(p.pre.inverse_target(np.mean(outs, axis=0)), ds.target, vo, ds.season)
     return {
         "train_rows": [0, ds.train_end - 1],
         "val_rows": [ds.train_end, ds.val_end - 1],
@@ -90,7 +90,7 @@ def run_fold(hp: C.HParams, name: str, seeds: list[int], ds: C.Dataset) -> dict:
         "ensemble_mae": ens["mae_model"],
         "mae_seasonal_naive": ens["mae_seasonal_naive"],
         "seasonal_naive_mae_per_origin": C.protocol_scores(
-            C.seasonal_naive(ds.target, vo), ds.target, vo)["mae_per_origin"],
+            C.seasonal_naive(ds.target, vo, ds.season), ds.target, vo, ds.season)["mae_per_origin"],
         "ensemble_mae_per_origin": ens["mae_per_origin"],
         "members": infos,
     }
@@ -142,9 +142,10 @@ def run_mix(names: list[str], seeds: list[int], ds: C.Dataset) -> dict:
         for s in tqdm(seeds, desc=n, unit="seed", leave=False):
             m, _ = C.train_member(hp, p.pre, ds.feature_names, s, xtr, ytr, xva, yva, name=f"{n}_s{s}")
             outs[n].append(m.predict(C.windows(p.x, vo), verbose=0))
-    score = lambda o: C.protocol_scores(p.pre.inverse_target(o), ds.target, vo)
+    score = lambda o: C.protocol_scores(p.pre.inverse_target(o), ds.target, vo, ds.season)
     ref_hp = next((h for h in hps if h.arch == "seasonal_residual"), None)
-    result = {"mix": names, "seeds": seeds, "per_config_ensemble": {}}
+    result = {"mix": names, "seeds": seeds, "row_minutes": ds.row_minutes,
+              "seasonal_reference_feature": hps[0].seasonal_reference_feature, "per_config_ensemble": {}}
     if ref_hp is not None:  # the untrained seasonal_residual member is the in-graph reference alone
         m = C.build_member(ref_hp, p.pre, ds.feature_names, "reference_only")
         result["reference_only"] = score(m.predict(C.windows(p.x, vo), verbose=0))
@@ -152,7 +153,7 @@ def run_mix(names: list[str], seeds: list[int], ds: C.Dataset) -> dict:
         result["per_config_ensemble"][n] = score(np.mean(outs[n], axis=0))
     result["mixture"] = score(np.mean([o for n in names for o in outs[n]], axis=0))
     result["seasonal_naive_mae_per_origin"] = C.protocol_scores(
-        C.seasonal_naive(ds.target, vo), ds.target, vo)["mae_per_origin"]
+        C.seasonal_naive(ds.target, vo, ds.season), ds.target, vo, ds.season)["mae_per_origin"]
     return result
 
 
@@ -162,12 +163,28 @@ def main() -> None:
     ap.add_argument("--configs", default="all", help="comma-separated names, or 'all': " + ",".join(CANDIDATES))
     ap.add_argument("--seeds", type=int, default=3, help="seeds 1..N")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "out", "selection.jsonl"))
-    ap.add_argument("--folds", default="1007", help="comma-separated first validation rows; 1007 = the official split only; e.g. 719,863,1007")
+    ap.add_argument("--folds", default=None, help="comma-separated first validation rows; default: the official split only (1007 for the 1439 half-hour rows, 504 for the 720 hourly rows); e.g. 719,863,1007")
     ap.add_argument("--mix", default=None,
                     help="comma-separated configs to train (seeds 1..N each) and score as one equal-weight mixture")
+    ap.add_argument("--row-minutes", type=int, default=C.ROW_MINUTES,
+                    help="minutes between rows (30: the seed CSV / --grid rows; 60: the hourly export)")
+    ap.add_argument("--seasonal-reference-feature", default=None,
+                    help="seasonal_residual reference for every candidate (see train.py --help); "
+                         "default: the HParams default (lag12_events)")
+    ap.add_argument("--threads", type=int, default=0, help="TensorFlow threads (0: environment / default)")
     args = ap.parse_args()
 
-    ds = C.load_csv(args.csv)
+    if args.threads > 0:
+        os.environ["TF_NUM_INTRAOP_THREADS"] = os.environ["TF_NUM_INTEROP_THREADS"] = str(args.threads)
+    C.configure_threads()
+    ds = C.load_csv(args.csv, args.row_minutes)
+    # Hourly (or any) rows: one day of warm-up, and the chosen seasonal reference, for every candidate.
+    common = {"warmup_rows": ds.season}
+    if args.seasonal_reference_feature:
+        common["seasonal_reference_feature"] = args.seasonal_reference_feature
+    for v in CANDIDATES.values():
+        for k, x in common.items():
+            v.setdefault(k, x)
     if args.mix:
         r = run_mix(args.mix.split(","), list(range(1, args.seeds + 1)), ds)
         r["csv_sha256"] = ds.sha256
@@ -186,7 +203,7 @@ def main() -> None:
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     seeds = list(range(1, args.seeds + 1))
     for name in tqdm(names, desc="configs", unit="cfg"):
-        r = run_config(name, CANDIDATES[name], seeds, ds, [int(v) for v in args.folds.split(",")])
+        r = run_config(name, CANDIDATES[name], seeds, ds, [int(v) for v in args.folds.split(",")] if args.folds else [ds.train_end])
         r["csv_sha256"] = ds.sha256
         with open(args.out, "a") as f:
             f.write(json.dumps(r) + "\n")

@@ -45,9 +45,15 @@ DATA_SOURCE = (
     "(aggregates of a public cluster trace); not redistributed here"
 )
 
-INFERENCE_STEPS = [
-    "1. Take the last 24 rows (buckets), oldest first, of the 82 features listed in feature_names, in "
-    "exactly that order -> a 24x82 matrix. Rows are 30 minutes apart (one day = 48 rows).",
+def inference_steps(row_minutes: int) -> list[str]:
+    return [
+        "1. Take the last 24 rows (buckets), oldest first, of the 82 features listed in feature_names, in "
+        f"exactly that order -> a 24x82 matrix. Rows are {row_minutes} minutes apart "
+        f"(one day = {C.season_rows(row_minutes)} rows; row_interval_minutes).",
+    ] + INFERENCE_STEPS_2_TO_9
+
+
+INFERENCE_STEPS_2_TO_9 = [
     "2. Missing values: forward-fill each feature along time, then replace what is still missing "
     "(and NaN/inf) with 0.",
     "3. Clip: x[i][j] = min(max(x[i][j], clip_bounds.features.lower[j]), clip_bounds.features.upper[j]). "
@@ -97,12 +103,23 @@ def parse_args(argv=None):
     ap.add_argument("--max-epochs", type=int, default=d.max_epochs, help="(default: %(default)s)")
     ap.add_argument("--patience", type=int, default=d.patience,
                     help="early-stopping patience on validation loss (default: %(default)s)")
-    ap.add_argument("--warmup-rows", type=int, default=d.warmup_rows,
-                    help="skip training windows whose input starts before this row (lags/MAs need one day "
-                         "of history) (default: %(default)s)")
-    ap.add_argument("--seasonal-reference-feature", default=d.seasonal_reference_feature,
-                    help="seasonal_residual only: the feature equal to the target 24 rows (12 h) earlier "
+    ap.add_argument("--row-minutes", type=int, default=C.ROW_MINUTES,
+                    help="minutes between two CSV rows, i.e. the bucket width the daemon must use "
+                         "(features.bucket_width_secs = 60 x this); recorded as row_interval_minutes. One day "
+                         "= 1440/this rows: the seasonal naive of the protocol looks that far back "
                          "(default: %(default)s)")
+    ap.add_argument("--warmup-rows", type=int, default=None,
+                    help="skip training windows whose input starts before this row (lags/MAs need one day "
+                         "of history) (default: one day of rows, 1440 / --row-minutes)")
+    ap.add_argument("--seasonal-reference-feature", default=d.seasonal_reference_feature,
+                    help="seasonal_residual only: the feature whose value at input row k is the target one "
+                         "day before forecast row k (24 rows back from an input row when a day is 48 rows: "
+                         "lag12_events in the seed's columns, lag24_events in the engine's 30-minute rows), "
+                         "or `total_events` for hourly rows (a day = 24 rows): the target at input row k, "
+                         "rebuilt in-graph from lag1_events and diff_1h (default: %(default)s)")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="TensorFlow intra- and inter-op threads; 0: TF_NUM_INTRAOP_THREADS / "
+                         "TF_NUM_INTEROP_THREADS, else TensorFlow's default (default: %(default)s)")
     ap.add_argument("--component", action="append", default=[], metavar="KEY=VAL,...",
                     help="an ensemble component: comma-separated overrides of the flags above "
                          "(arch, units, layers, dropout, l2, loss, huber_delta, learning_rate, batch_size, "
@@ -120,7 +137,8 @@ def hparams_from_args(a) -> C.HParams:
         arch=a.arch, units=a.units, layers=a.layers, dropout=a.dropout, l2=a.l2, loss=a.loss,
         huber_delta=a.huber_delta, use_log_transform=a.use_log_transform,
         learning_rate=a.learning_rate, batch_size=a.batch_size, max_epochs=a.max_epochs,
-        patience=a.patience, members=a.members, warmup_rows=a.warmup_rows,
+        patience=a.patience, members=a.members,
+        warmup_rows=a.warmup_rows if a.warmup_rows is not None else C.season_rows(a.row_minutes),
         seasonal_reference_feature=a.seasonal_reference_feature,
     )
 
@@ -171,11 +189,14 @@ def versions() -> dict:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    if args.threads > 0:
+        os.environ["TF_NUM_INTRAOP_THREADS"] = os.environ["TF_NUM_INTEROP_THREADS"] = str(args.threads)
+    C.configure_threads()
     components = components_from_args(args)
     hp = components[0]  # preprocessing settings are shared by all components
     t_start = time.time()
 
-    ds = C.load_csv(args.csv)
+    ds = C.load_csv(args.csv, args.row_minutes)
     p = C.prepare(ds, hp.use_log_transform, hp.warmup_rows)
     xtr, ytr = C.windows(p.x, p.train_origins), C.targets(p.y_scaled, p.train_origins)
     xva, yva = C.windows(p.x, p.val_origins), C.targets(p.y_scaled, p.val_origins)
@@ -218,18 +239,18 @@ def main(argv=None) -> None:
         "target": C.TARGET,
         "sequence_length": C.SEQUENCE_LENGTH,
         "horizon": C.HORIZON,
-        "row_interval_minutes": 30,
+        "row_interval_minutes": ds.row_minutes,
         "feature_names": list(ds.feature_names),
         **p.pre.to_json(ds.feature_names),
         "missing_values": "forward-fill each feature along time, then 0",
         "inference": {
             "summary": "clip -> scale -> model -> inverse target scale -> expm1 (if use_log_transform) -> max(output_min)",
-            "steps": INFERENCE_STEPS,
+            "steps": inference_steps(ds.row_minutes),
         },
         "onnx": {"file": os.path.basename(onnx_path), **onnx_iface},
         "architecture": {
             "summary": f"ensemble of {len(members)} LSTM members averaged in scaled target space inside one ONNX graph",
-            "components": [describe_architecture(chp, ds.feature_names) for chp in components],
+            "components": [describe_architecture(chp, ds) for chp in components],
         },
         "hyperparameters": {
             "base_seed": args.seed,
@@ -246,7 +267,7 @@ def main(argv=None) -> None:
             "source": DATA_SOURCE,
         },
         "split": {
-            "method": "chronological 70/10/20 by row (int(rows*0.7), int(rows*0.8))",
+            "method": "chronological 70/10/20 by row (floor(rows*0.7), floor(rows*0.8))",
             "train_rows": [0, ds.train_end - 1],
             "validation_rows": [ds.train_end, ds.val_end - 1],
             "test_rows": [ds.val_end, ds.rows - 1],
@@ -276,7 +297,7 @@ def main(argv=None) -> None:
         "protocol": (
             "rolling origin every 24 rows inside the split; origin t uses input rows t-24..t-1 and forecasts "
             "rows t..t+23 (horizon 24); MAE over all origins x 24 steps in original units of total_events; "
-            "seasonal naive predicts row r with total_events[r-48]; rel_mae = mae_model / mae_seasonal_naive; "
+            f"seasonal naive predicts row r with total_events[r-{ds.season}] (one day earlier); rel_mae = mae_model / mae_seasonal_naive; "
             "computed with onnxruntime from this JSON (training/evaluate.py)"
         ),
     }
@@ -285,7 +306,7 @@ def main(argv=None) -> None:
         splits["test"] = p.test_protocol_origins
     for split, origins in splits.items():
         pred = O.forecast_with_onnx(sess, meta, ds, origins)
-        metrics[split] = C.protocol_scores(pred, ds.target, origins)
+        metrics[split] = C.protocol_scores(pred, ds.target, origins, ds.season)
         s = metrics[split]
         print(f"{split}: horizon={C.HORIZON} origins={s['origins']} mae_model={s['mae_model']:.4f} "
               f"mae_seasonal_naive={s['mae_seasonal_naive']:.4f} rel_mae={s['rel_mae']:.4f}")
@@ -312,7 +333,7 @@ def main(argv=None) -> None:
     print(f"wrote {onnx_path} and {json_path} in {meta['training_seconds']}s")
 
 
-def describe_architecture(hp: C.HParams, feature_names: list[str]) -> dict:
+def describe_architecture(hp: C.HParams, ds: C.Dataset) -> dict:
     lstm = (f"Input[24,82] -> {hp.layers}x LSTM({hp.units}, input dropout={hp.dropout}) -> "
             f"Dropout({hp.dropout}) -> Dense(24)")
     to_target = ("clipped to clip_bounds.target" + (", log1p" if hp.use_log_transform else "")
@@ -320,11 +341,17 @@ def describe_architecture(hp: C.HParams, feature_names: list[str]) -> dict:
     if hp.arch == "plain":
         member, internal = lstm, []
     elif hp.arch == "seasonal_residual":
+        if hp.seasonal_reference_feature == C.SAME_ROW_TARGET:
+            ref = ("input row k's total_events (24 rows = one day before forecast row k in hourly rows), "
+                   "rebuilt as input row k+1's `lag1_events` for k < 23 and as the last row's "
+                   "`lag1_events + diff_1h` for k = 23, each unscaled with the feature scaler")
+        else:
+            ref = (f"input row k's `{hp.seasonal_reference_feature}` (meant to be total_events 24 rows before "
+                   f"that row, i.e. {C.SEQUENCE_LENGTH + 24} rows before forecast row k; {ds.season} rows = one "
+                   f"day at {ds.row_minutes}-minute rows) unscaled with the feature scaler")
         member = (f"{lstm} (zero-initialised) = correction; plus a fixed seasonal reference: for step k, "
-                  f"input row k's `{hp.seasonal_reference_feature}` (total_events 24 rows = 12 h before that row, "
-                  f"i.e. 48 rows before forecast row k) unscaled with the feature scaler, {to_target}; "
-                  f"output = reference + correction")
-        internal = [hp.seasonal_reference_feature]
+                  f"{ref}, {to_target}; output = reference + correction")
+        internal = C.seasonal_reference_features(hp.seasonal_reference_feature)
     else:
         member = (f"{lstm} (zero-initialised) = correction; plus a reference that is, per step k, a learned "
                   f"softmax-weighted blend of (a) seasonal: input row k's `{hp.seasonal_reference_feature}`, "

@@ -24,6 +24,20 @@ pub trait Detector: Send {
     fn alert_threshold(&self) -> f64 {
         0.5
     }
+
+    /// What the detector expects the next value at `ts_ms` to be, from the past only (read
+    /// before [`Detector::update`]); `None` when it has no opinion. Shown beside alerts.
+    fn expected(&self, _ts_ms: i64) -> Option<f64> {
+        None
+    }
+
+    /// The score of the last point before any de-duplication of incidents, in `[0, 1]`, for
+    /// detectors that report one incident once ([`Detector::update`] then answers low while
+    /// the incident goes on). The alert stage uses it to tell "still abnormal" from "back to
+    /// normal". `None`: the score is not de-duplicated.
+    fn raw_score(&self) -> Option<f64> {
+        None
+    }
 }
 
 /// Values beyond this magnitude are treated like NaN (corrupt input): scored 0, not learned.

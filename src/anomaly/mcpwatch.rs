@@ -338,4 +338,19 @@ impl Detector for McpwatchDetector {
     fn alert_threshold(&self) -> f64 {
         self.p.alarm_decades / MAX_DECADES
     }
+
+    /// The forecast of the residual model's selected predictor.
+    fn expected(&self, ts_ms: i64) -> Option<f64> {
+        self.model.predict(ts_ms)
+    }
+
+    /// The fused surprise of the last point, before debouncing.
+    fn raw_score(&self) -> Option<f64> {
+        let raw = self.last.fused / MAX_DECADES;
+        Some(if raw.is_nan() {
+            0.0
+        } else {
+            raw.clamp(0.0, 1.0)
+        })
+    }
 }

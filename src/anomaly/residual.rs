@@ -123,6 +123,31 @@ impl ResidualModel {
         (ms / (DAY_MS / BINS_PER_DAY as i64)) as usize
     }
 
+    /// The prediction [`ResidualModel::update`] would score a value at `ts_ms` against, without
+    /// learning anything (`None` before the first point).
+    pub fn predict(&self, ts_ms: i64) -> Option<f64> {
+        if self.n == 0 {
+            return None;
+        }
+        let bin = Self::bin(ts_ms);
+        let preds = [
+            if self.seen[bin] > 0 {
+                self.slow + self.profile[bin] as f64
+            } else {
+                self.fast
+            },
+            self.fast,
+            self.last,
+        ];
+        let mut best = 1usize;
+        for k in [2usize, 0] {
+            if self.select[k] < self.select[best] * 0.999 {
+                best = k;
+            }
+        }
+        Some(preds[best])
+    }
+
     /// Scores `value` against the predictions made from the past, then learns from it.
     /// Returns `None` for the first point.
     pub fn update(&mut self, ts_ms: i64, value: f64, p: &ResidualParams) -> Option<Residual> {

@@ -120,4 +120,10 @@ impl Detector for ZScoreDetector {
     fn name(&self) -> &'static str {
         "zscore"
     }
+
+    /// The window's mean.
+    fn expected(&self, _ts_ms: i64) -> Option<f64> {
+        let n = self.buf.len();
+        (n >= MIN_HISTORY).then(|| self.shift + self.sum / n as f64)
+    }
 }

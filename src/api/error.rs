@@ -27,6 +27,24 @@ struct Inner<'a> {
     field: Option<&'a str>,
 }
 
+/// The error body as documented in the OpenAPI document.
+#[derive(Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Machine-readable: `invalid_json`, `missing_field`, `invalid_field`, `unauthorized`,
+    /// `forbidden`, `rate_limited`, `payload_too_large`, `not_found`, `timeout`, …
+    pub code: String,
+    pub message: String,
+    /// The offending request field (`context.weight`), when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError {

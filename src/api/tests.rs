@@ -13,24 +13,25 @@ use crate::telemetry::Metrics;
 fn state(pg_ok: bool) -> ApiState {
     let metrics = Metrics::default();
     metrics.ingest.messages.inc_by(3);
-    ApiState {
-        registry: Arc::new(metrics.registry()),
-        readiness: Arc::new(Readiness {
-            checks: vec![
-                ReadinessCheck {
-                    name: "postgres",
-                    critical: true,
-                    probe: Box::new(move || Box::pin(async move { pg_ok })),
-                },
-                ReadinessCheck {
-                    name: "redis",
-                    critical: false,
-                    probe: Box::new(|| Box::pin(async { false })),
-                },
-            ],
-        }),
-        query: None,
-    }
+    let mut state = super::testkit::kit(Default::default()).state;
+    state.registry = Arc::new(metrics.registry());
+    state.readiness = Arc::new(Readiness {
+        checks: vec![
+            ReadinessCheck {
+                name: "postgres",
+                critical: true,
+                probe: Box::new(move || Box::pin(async move { pg_ok })),
+            },
+            ReadinessCheck {
+                name: "redis",
+                critical: false,
+                probe: Box::new(|| Box::pin(async { false })),
+            },
+        ],
+    });
+    state.anomalies = None;
+    state.sql = None;
+    state
 }
 
 async fn get(app: Router, uri: &str) -> (StatusCode, String) {

@@ -133,6 +133,13 @@ pub struct BucketExtras {
     pub errors: f64,
     /// Worst status seen (down > degraded > healthy).
     pub worst_status: Option<Status>,
+    /// Whether a sample in the bucket carried `cpu` (else the row's value is forward-filled);
+    /// the anomaly detectors only look at observed values.
+    pub has_cpu: bool,
+    /// Whether a sample carried `memory` (else the row's value is forward-filled).
+    pub has_memory: bool,
+    /// Whether a sample carried `requests` (else `total_events` is the sample count).
+    pub has_requests: bool,
 }
 
 /// Running count/mean/M2 (Welford) and min/max, O(1) per value. min/max are kept as `f32`:
@@ -586,6 +593,9 @@ impl OpenBucket {
                 2 => Some(Status::Down),
                 _ => None,
             },
+            has_cpu: self.cpu.n > 0,
+            has_memory: self.memory.n > 0,
+            has_requests: self.has_requests,
         }
     }
 

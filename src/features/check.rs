@@ -483,6 +483,20 @@ pub fn export_csv(input: &Path, output: &Path) -> Result<usize, FeatureError> {
 /// rows are 30 minutes apart.
 pub const ROW_BUCKET_SECS: u64 = 1800;
 
+/// Width of one bucket on the hourly grid ([`CheckGrid::Seed`]): the engine's default
+/// `features.bucket_width_secs`.
+pub const HOUR_BUCKET_SECS: u64 = 3600;
+
+impl CheckGrid {
+    /// The bucket width this grid's rows stand for: [`HOUR_BUCKET_SECS`] or [`ROW_BUCKET_SECS`].
+    pub fn bucket_secs(self) -> u64 {
+        match self {
+            CheckGrid::Seed => HOUR_BUCKET_SECS,
+            CheckGrid::EveryRow => ROW_BUCKET_SECS,
+        }
+    }
+}
+
 /// `features export` on either grid. [`CheckGrid::Seed`] is [`export_csv`] (hourly rows).
 /// [`CheckGrid::EveryRow`] writes one output row per input row, in order, with the input's
 /// `hour_offset`: row `i`'s features are what a [`ServiceState`] holds after the input's rows
@@ -545,15 +559,32 @@ fn export_rows(input: &Path, output: &Path) -> Result<usize, FeatureError> {
     Ok(csv.rows.len())
 }
 
-fn export_hourly(input: &Path, output: &Path) -> Result<usize, FeatureError> {
+/// The buckets of a seed-format CSV on either grid: [`seed_csv_hourly_buckets`] for
+/// [`CheckGrid::Seed`], [`seed_csv_buckets`] for [`CheckGrid::EveryRow`]. Each is exactly what
+/// `features export` on that grid feeds its engine.
+pub fn seed_csv_grid_buckets(
+    input: &Path,
+    grid: CheckGrid,
+) -> Result<Vec<(i64, RawRow)>, FeatureError> {
+    match grid {
+        CheckGrid::Seed => seed_csv_hourly_buckets(input),
+        CheckGrid::EveryRow => seed_csv_buckets(input),
+    }
+}
+
+/// The hourly observations of a seed-format CSV as consecutive 1-hour buckets `(start_ms, row)`,
+/// one per hour from the first to the last observed hour: what `features export` (hourly grid)
+/// and the hourly forecast evaluation feed the engine. Off-the-hour rows (the seed's half-hour
+/// resampling) are skipped; hours not observed (absent, or on-the-hour rows the seed
+/// interpolated) repeat the previous bucket, like a live gap; missing raw values are
+/// forward-filled, then 0.
+pub fn seed_csv_hourly_buckets(input: &Path) -> Result<Vec<(i64, RawRow)>, FeatureError> {
     let csv = read_seed_csv(input, false)?;
     let kinds = if csv.complete {
         classify(&csv)
     } else {
         classify_raw_only(&csv)
     };
-    let config = FeaturesConfig::default();
-    let p = config.params();
     let observed: std::collections::BTreeMap<i64, &[f64; N_COLS]> = csv
         .rows
         .iter()
@@ -561,6 +592,28 @@ fn export_hourly(input: &Path, output: &Path) -> Result<usize, FeatureError> {
         .filter(|(_, k)| **k == RowKind::Observed)
         .map(|(r, _)| (r[0].round() as i64, r))
         .collect();
+    let (Some(&first), Some(&last)) = (observed.keys().next(), observed.keys().next_back()) else {
+        return Ok(Vec::new());
+    };
+    let mut out: Vec<(i64, RawRow)> = Vec::with_capacity((last - first + 1) as usize);
+    for h in first..=last {
+        let prev = out.last().map(|(_, r)| r);
+        let row = match observed.get(&h) {
+            Some(r) => raw_row(r, prev),
+            None => prev.copied().unwrap_or_default(),
+        };
+        out.push((start_ms(h as f64), row));
+    }
+    Ok(out)
+}
+
+fn export_hourly(input: &Path, output: &Path) -> Result<usize, FeatureError> {
+    let buckets = seed_csv_hourly_buckets(input)?;
+    let config = FeaturesConfig {
+        bucket_width_secs: HOUR_BUCKET_SECS,
+        ..FeaturesConfig::default()
+    };
+    let p = config.params();
     let out_path = output.display().to_string();
     let io = |source| FeatureError::Io {
         path: out_path.clone(),
@@ -569,30 +622,23 @@ fn export_hourly(input: &Path, output: &Path) -> Result<usize, FeatureError> {
     let file = std::fs::File::create(output).map_err(io)?;
     let mut w = std::io::BufWriter::new(file);
     writeln!(w, "{}", csv_header()).map_err(io)?;
-    let (Some(&first), Some(&last)) = (observed.keys().next(), observed.keys().next_back()) else {
-        w.flush().map_err(io)?;
-        return Ok(0);
-    };
+    let first_ms = buckets.first().map_or(0, |(ms, _)| *ms);
     let mut state = ServiceState::with_params(&p);
     let mut line = String::with_capacity(2048);
-    for h in first..=last {
-        let prev = state.last_row();
-        let row = match observed.get(&h) {
-            Some(r) => raw_row(r, prev.as_ref()),
-            None => prev.unwrap_or_default(),
-        };
-        state.push_row_p(start_ms(h as f64), &row, &p);
+    for (ms, row) in &buckets {
+        state.push_row_p(*ms, row, &p);
         let v = state.features().expect("a row was pushed");
         line.clear();
         use std::fmt::Write as _;
-        let _ = write!(line, "{:?},{:?}", (h - first) as f64, row.total_events);
+        let hour = ((ms - first_ms) / 3_600_000) as f64;
+        let _ = write!(line, "{:?},{:?}", hour, row.total_events);
         for x in v {
             let _ = write!(line, ",{x:?}");
         }
         writeln!(w, "{line}").map_err(io)?;
     }
     w.flush().map_err(io)?;
-    Ok((last - first + 1) as usize)
+    Ok(buckets.len())
 }
 
 /// Classification when only raw columns are present: no interpolation detection (too few

@@ -40,8 +40,9 @@ use serde::{Deserialize, Serialize};
 pub use bench::{run_bench, run_bench_engine, run_bench_with, BenchOptions, BenchReport};
 pub use bucket::{BucketExtras, RawRow};
 pub use check::{
-    export_csv, export_csv_with, run_check, run_check_with, seed_csv_buckets, CheckGrid,
-    CheckOptions, CheckReport, FeatureCheck, FeatureVerdict, ROW_BUCKET_SECS,
+    export_csv, export_csv_with, run_check, run_check_with, seed_csv_buckets,
+    seed_csv_grid_buckets, seed_csv_hourly_buckets, CheckGrid, CheckOptions, CheckReport,
+    FeatureCheck, FeatureVerdict, HOUR_BUCKET_SECS, ROW_BUCKET_SECS,
 };
 pub use defs::{feature_table, FeatureDoc};
 pub use engine::{

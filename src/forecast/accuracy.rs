@@ -214,6 +214,33 @@ impl AccuracyTracker {
         matured
     }
 
+    /// Feeds the actuals of a service's recent history that the tracker has not seen yet:
+    /// `history` is oldest first and its last value is the bucket starting at
+    /// `last_bucket_ms` (as [`ForecastInput`](super::ForecastInput) carries them). Lets the
+    /// forecasting loop, which sees each service once per cycle, mature forecasts without a
+    /// second feed from the features stage. Returns how many points matured.
+    pub fn observe_history(
+        &mut self,
+        service_id: &str,
+        last_bucket_ms: i64,
+        history: &[f64],
+    ) -> usize {
+        let seen = self
+            .services
+            .get(service_id)
+            .and_then(|t| t.actuals.back().map(|(b, _)| *b));
+        let n = history.len() as i64;
+        let mut matured = 0;
+        for (k, v) in history.iter().enumerate() {
+            let bucket = last_bucket_ms - (n - 1 - k as i64) * self.step_ms;
+            if seen.is_some_and(|s| bucket <= s) {
+                continue;
+            }
+            matured += self.observe_actual(service_id, bucket, *v);
+        }
+        matured
+    }
+
     /// Forgets a service (evicted or removed).
     pub fn forget(&mut self, service_id: &str) {
         self.services.remove(service_id);

@@ -1,6 +1,7 @@
 //! `mcpwatch bench forecast --services N`: one full forecasting cycle as the daemon runs it.
 //!
-//! A [`FeatureEngine`] (30-minute buckets, the model's) is filled with `history` synthetic
+//! A [`FeatureEngine`] (buckets of the width the model was trained on: 1 h for the default
+//! `lstm_total_events_h1`, 30 min for `…_v2`) is filled with `history` synthetic
 //! closed buckets per service (daily seasonality, per-service level and noise; not timed).
 //! A cycle is then timed end to end: gathering every service's input from the engine
 //! ([`ForecastInput::from_engine`]: the 24 × 82 window and the target history, split over
@@ -15,9 +16,10 @@ use std::time::Instant;
 use rand::{Rng, SeedableRng};
 
 use super::{
-    ForecastConfig, ForecastContext, ForecastError, ForecastInput, ForecastMetrics, Forecaster,
+    season_buckets, ForecastConfig, ForecastContext, ForecastError, ForecastInput, ForecastMetrics,
+    Forecaster, ModelMetadata,
 };
-use crate::features::{FeatureEngine, FeaturesConfig, ManualClock, RawRow, ROW_BUCKET_SECS};
+use crate::features::{FeatureEngine, FeaturesConfig, ManualClock, RawRow};
 
 /// Figures of one bench run.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,6 +28,8 @@ pub struct BenchReport {
     pub services: usize,
     /// Closed buckets per service.
     pub history: usize,
+    /// Bucket width, seconds (the model's `row_interval_minutes`).
+    pub bucket_secs: u64,
     /// Windows per ONNX call.
     pub batch: usize,
     /// Inference workers (sessions).
@@ -55,7 +59,7 @@ impl fmt::Display for BenchReport {
         writeln!(
             f,
             "bench forecast: services={} history={} buckets of {} s, workers={} (one ONNX session each, intra-op threads 1), runtime {}",
-            self.services, self.history, ROW_BUCKET_SECS, self.workers, self.runtime
+            self.services, self.history, self.bucket_secs, self.workers, self.runtime
         )?;
         writeln!(
             f,
@@ -77,14 +81,20 @@ impl fmt::Display for BenchReport {
 }
 
 /// Synthetic closed buckets of one service: a daily cycle around a per-service level.
-fn synthetic_rows(rng: &mut impl Rng, start_ms: i64, n: usize) -> Vec<(i64, RawRow)> {
+fn synthetic_rows(
+    rng: &mut impl Rng,
+    start_ms: i64,
+    n: usize,
+    width_secs: u64,
+) -> Vec<(i64, RawRow)> {
+    let per_day = season_buckets(width_secs) as f64;
     let level = rng.random_range(5.0..400.0);
     let amp = rng.random_range(0.1..0.8);
     let phase = rng.random_range(0.0..std::f64::consts::TAU);
     let machines = rng.random_range(2.0..60.0_f64).round();
     let mut out: Vec<(i64, RawRow)> = Vec::with_capacity(n);
     for k in 0..n {
-        let day = std::f64::consts::TAU * k as f64 / 48.0;
+        let day = std::f64::consts::TAU * k as f64 / per_day;
         let noise = rng.random_range(-0.15..0.15);
         let events = (level * (1.0 + amp * (day + phase).sin() + noise))
             .max(0.0)
@@ -110,7 +120,7 @@ fn synthetic_rows(rng: &mut impl Rng, start_ms: i64, n: usize) -> Vec<(i64, RawR
             2.0,
         ];
         let row = RawRow::from_values(events, &aggs, out.last().map(|(_, r)| r));
-        out.push((start_ms + k as i64 * ROW_BUCKET_SECS as i64 * 1000, row));
+        out.push((start_ms + k as i64 * width_secs as i64 * 1000, row));
     }
     out
 }
@@ -148,17 +158,25 @@ pub async fn run_bench(
     history: usize,
     cycles: usize,
 ) -> Result<BenchReport, ForecastError> {
+    // The model's bucket width, so the bench measures the LSTM; the daemon's default width
+    // when the metadata does not say (or cannot be read: the forecaster then falls back).
+    let width = ModelMetadata::load(&config.model)
+        .ok()
+        .and_then(|m| m.row_interval_minutes)
+        .map_or(FeaturesConfig::default().bucket_width_secs, |m| {
+            u64::from(m) * 60
+        });
     let start_ms = 1_767_225_600_000; // 2026-01-01T00:00Z
-    let last_ms = start_ms + (history.max(1) as i64 - 1) * ROW_BUCKET_SECS as i64 * 1000;
+    let last_ms = start_ms + (history.max(1) as i64 - 1) * width as i64 * 1000;
     let fconfig = FeaturesConfig {
-        bucket_width_secs: ROW_BUCKET_SECS,
+        bucket_width_secs: width,
         ..FeaturesConfig::default()
     };
     let mut engine = FeatureEngine::new(fconfig, Arc::new(ManualClock::new(last_ms)))?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let ids: Vec<String> = (0..services).map(|i| format!("svc-{i:05}")).collect();
     for id in &ids {
-        let rows = synthetic_rows(&mut rng, start_ms, history);
+        let rows = synthetic_rows(&mut rng, start_ms, history, width);
         engine.replay_buckets(id, &rows);
     }
     let engine = Arc::new(engine);
@@ -166,7 +184,7 @@ pub async fn run_bench(
 
     let workers = config.workers;
     let batch = config.batch_size;
-    let forecaster = Forecaster::new(config.clone(), ROW_BUCKET_SECS, ForecastMetrics::default())?;
+    let forecaster = Forecaster::new(config.clone(), width, ForecastMetrics::default())?;
     let runtime = match forecaster.lstm_status() {
         None => super::OnnxRuntime::load(config.ort_library.as_deref())
             .map(|r| r.library().display().to_string())
@@ -206,6 +224,7 @@ pub async fn run_bench(
     Ok(BenchReport {
         services,
         history,
+        bucket_secs: width,
         batch,
         workers,
         cycles: totals.len(),

@@ -40,11 +40,19 @@ pub struct ForecastConfig {
     pub routes: BTreeMap<String, String>,
 }
 
-/// The route every context takes by default: the shipped model's name.
-pub const DEFAULT_ROUTE: &str = "lstm_total_events_v2";
+/// The route every context takes by default: the default model's name.
+pub const DEFAULT_ROUTE: &str = "lstm_total_events_h1";
 
-/// The model shipped in `models/` (trained on `features export --grid rows`, see README).
-pub const DEFAULT_MODEL: &str = "models/lstm_total_events_v2.json";
+/// The model for the default 1-hour buckets (`features.bucket_width_secs = 3600`): trained on
+/// `mcpwatch features export` (the hourly grid), see README.
+pub const DEFAULT_MODEL: &str = "models/lstm_total_events_h1.json";
+
+/// The route of [`HALF_HOUR_MODEL`].
+pub const HALF_HOUR_ROUTE: &str = "lstm_total_events_v2";
+
+/// The model for 30-minute buckets (`features.bucket_width_secs = 1800`, the demo): trained on
+/// `mcpwatch features export --grid rows`, see README.
+pub const HALF_HOUR_MODEL: &str = "models/lstm_total_events_v2.json";
 
 impl Default for ForecastConfig {
     fn default() -> Self {
@@ -75,14 +83,14 @@ impl ForecastConfig {
             return bad(
                 "model",
                 "is empty".into(),
-                "set forecast.model = \"models/lstm_total_events_v2.json\" (the metadata JSON next to the .onnx file)",
+                "set forecast.model = \"models/lstm_total_events_h1.json\" (the metadata JSON next to the .onnx file)",
             );
         }
         if self.model.extension().and_then(|e| e.to_str()) != Some("json") {
             return bad(
                 "model",
                 format!("`{}` is not a .json metadata file", self.model.display()),
-                "point forecast.model at the model's metadata JSON (e.g. models/lstm_total_events_v2.json); the .onnx file is found through it",
+                "point forecast.model at the model's metadata JSON (e.g. models/lstm_total_events_h1.json); the .onnx file is found through it",
             );
         }
         if let Some(p) = &self.ort_library {
@@ -149,7 +157,7 @@ impl ForecastConfig {
             return bad(
                 "routes.default",
                 "is missing, so some contexts would have no model".into(),
-                "add default = \"lstm_total_events_v2\" under [forecast.routes]",
+                "add default = \"lstm_total_events_h1\" under [forecast.routes]",
             );
         }
         Ok(())

@@ -1,28 +1,38 @@
-//! `mcpwatch eval forecast --csv <seed-format CSV>`: the shipped model evaluated exactly as the
+//! `mcpwatch eval forecast --csv <seed-format CSV>`: a shipped model evaluated exactly as the
 //! daemon runs it.
 //!
-//! Every CSV row is one 30-minute bucket. For each origin `t`, the raw columns of rows `0..t`
-//! are replayed into a [`FeatureEngine`] (the daemon's own incremental features, bucket width
-//! 1800 s), [`ForecastInput::from_engine`] gathers the window, and a [`Forecaster`] (router,
-//! metadata scaling, ONNX Runtime in Rust, inverse scaling) forecasts rows `t..t+23`. The
-//! CSV's own feature columns are never read.
+//! The CSV's raw columns become buckets on one of two grids ([`CheckGrid`]), the same ones
+//! `mcpwatch features export` writes for training:
+//! - [`CheckGrid::EveryRow`] (`--grid rows`): every CSV row is one 30-minute bucket (1800 s), the
+//!   grid `lstm_total_events_v2` was trained on;
+//! - [`CheckGrid::Seed`] (`--grid hours`): the seed's hourly observations, one 1-hour bucket per
+//!   hour (3600 s, the daemon's default width; unobserved hours repeat the previous one), the grid
+//!   `lstm_total_events_h1` was trained on.
 //!
-//! Protocol (the seed's chronological 70/10/20 split; for 1439 rows: train 0–1006, validation
-//! 1007–1150, test 1151–1438): rolling origins every 24 rows over the split, `t = start + 24k`
-//! while `t + 23` is inside it (12 test origins), horizon 24; MAE over all origins × steps in
-//! original units of `total_events`. Seasonal naive predicts row `r` with row `r − 48` (one day
-//! earlier); the baseline is the daemon's fallback predictor on the same input.
+//! For each origin `t`, buckets `0..t` are replayed into a [`FeatureEngine`] of that width (the
+//! daemon's own incremental features), [`ForecastInput::from_engine`] gathers the window, and a
+//! [`Forecaster`] (router, metadata scaling, ONNX Runtime in Rust, inverse scaling) forecasts
+//! rows `t..t+23`. The CSV's own feature columns are never read.
+//!
+//! Protocol (the seed's chronological 70/10/20 split of the grid's rows; 1439 half-hour rows:
+//! train 0–1006, validation 1007–1150, test 1151–1438; 720 hourly rows: train 0–503, validation
+//! 504–575, test 576–719): rolling origins every 24 rows over the split, `t = start + 24k` while
+//! `t + 23` is inside it (12 test origins on rows, 6 on hours), horizon 24; MAE over all origins
+//! × steps in original units of `total_events`. Seasonal naive predicts row `r` with the row one
+//! day earlier (`r − 48` on rows, `r − 24` on hours); the baseline is the daemon's fallback
+//! predictor on the same input.
 
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use super::config::{DEFAULT_MODEL, HALF_HOUR_MODEL};
 use super::{
     baseline_forecast, season_buckets, ForecastConfig, ForecastContext, ForecastError,
-    ForecastInput, ForecastMetrics, Forecaster,
+    ForecastInput, ForecastMetrics, Forecaster, ModelMetadata,
 };
 use crate::features::{
-    seed_csv_buckets, FeatureEngine, FeaturesConfig, ManualClock, ROW_BUCKET_SECS,
+    seed_csv_grid_buckets, CheckGrid, FeatureEngine, FeaturesConfig, ManualClock,
 };
 
 /// Which rows the origins are drawn from.
@@ -43,6 +53,49 @@ pub struct EvalOptions {
     pub config: ForecastConfig,
     /// Which split to score.
     pub split: EvalSplit,
+    /// How CSV rows become buckets (and so the bucket width the model must have been trained on).
+    pub grid: CheckGrid,
+}
+
+/// The model and grid `eval forecast` uses when one or both are not given:
+/// - neither: `lstm_total_events_v2` on 30-minute rows (the must-show evaluation);
+/// - only the grid: the model shipped for it (`…_h1` for hours, `…_v2` for rows);
+/// - only the model: the grid of its `row_interval_minutes` (60 → hours, 30 or absent → rows).
+pub fn resolve_model_and_grid(
+    model: Option<PathBuf>,
+    grid: Option<CheckGrid>,
+) -> Result<(PathBuf, CheckGrid), ForecastError> {
+    let shipped = |g: CheckGrid| {
+        PathBuf::from(match g {
+            CheckGrid::Seed => DEFAULT_MODEL,
+            CheckGrid::EveryRow => HALF_HOUR_MODEL,
+        })
+    };
+    match (model, grid) {
+        (Some(m), Some(g)) => Ok((m, g)),
+        (None, Some(g)) => Ok((shipped(g), g)),
+        (None, None) => Ok((shipped(CheckGrid::EveryRow), CheckGrid::EveryRow)),
+        (Some(m), None) => {
+            let meta = ModelMetadata::load(&m)?;
+            let grid = match meta.row_interval_minutes.map(|v| u64::from(v) * 60) {
+                Some(w) if w == CheckGrid::Seed.bucket_secs() => CheckGrid::Seed,
+                None => CheckGrid::EveryRow,
+                Some(w) if w == CheckGrid::EveryRow.bucket_secs() => CheckGrid::EveryRow,
+                Some(w) => {
+                    return Err(ForecastError::Metadata {
+                        path: m,
+                        field: "row_interval_minutes".into(),
+                        problem: format!(
+                            "is {} minutes; the seed CSV has grids of 60 minutes (`--grid hours`) and 30 minutes (`--grid rows`)",
+                            w / 60
+                        ),
+                        fix: "evaluate a model trained on one of those grids".into(),
+                    })
+                }
+            };
+            Ok((m, grid))
+        }
+    }
 }
 
 /// The figures of one origin.
@@ -63,8 +116,10 @@ pub struct OriginScore {
 pub struct EvalReport {
     /// The CSV.
     pub csv: String,
-    /// Data rows.
+    /// Data rows (buckets on the grid).
     pub rows: usize,
+    /// Width of one bucket (one row), seconds.
+    pub bucket_secs: u64,
     /// `[train_end, val_end)` split points.
     pub split_rows: (usize, usize),
     /// The split scored.
@@ -101,8 +156,11 @@ impl fmt::Display for EvalReport {
         let (a, b) = self.split_rows;
         writeln!(
             f,
-            "eval forecast: {} ({} rows, one row = one {ROW_BUCKET_SECS} s bucket)",
-            self.csv, self.rows
+            "eval forecast: {} ({} rows, one row = one {} s bucket; seasonal naive = {} rows back)",
+            self.csv,
+            self.rows,
+            self.bucket_secs,
+            season_buckets(self.bucket_secs)
         )?;
         writeln!(
             f,
@@ -159,21 +217,23 @@ pub fn protocol_origins(start: usize, end: usize, horizon: usize) -> Vec<usize> 
 /// Runs the evaluation. Fails (rather than scoring the baseline as "the model") when the LSTM
 /// cannot run: no runtime library, or a model that does not fit the engine.
 pub fn run_eval(opts: &EvalOptions) -> Result<EvalReport, ForecastError> {
-    let buckets = seed_csv_buckets(&opts.csv)?;
+    let width = opts.grid.bucket_secs();
+    let buckets = seed_csv_grid_buckets(&opts.csv, opts.grid)?;
     let rows = buckets.len();
-    let forecaster = Forecaster::new(
-        opts.config.clone(),
-        ROW_BUCKET_SECS,
-        ForecastMetrics::default(),
-    )?;
+    let forecaster = Forecaster::new(opts.config.clone(), width, ForecastMetrics::default())?;
     if let Some((reason, message)) = forecaster.lstm_status() {
         return Err(ForecastError::Inference(format!(
-            "the LSTM cannot run ({reason}), so there is no model to evaluate: {message}"
+            "the LSTM cannot run ({reason}), so there is no model to evaluate: {message}{}",
+            if reason == super::FallbackReason::ModelInvalid {
+                "\n  (eval forecast: `--grid hours` evaluates on 3600 s buckets, `--grid rows` on 1800 s)"
+            } else {
+                ""
+            }
         )));
     }
     let meta = forecaster.model().expect("status checked").clone();
     let horizon = meta.horizon;
-    let season = season_buckets(ROW_BUCKET_SECS);
+    let season = season_buckets(width);
     let (train_end, val_end) = split_bounds(rows);
     let (start, end) = match opts.split {
         EvalSplit::Validation => (train_end, val_end),
@@ -189,7 +249,7 @@ pub fn run_eval(opts: &EvalOptions) -> Result<EvalReport, ForecastError> {
 
     // Feed the engine progressively and take each origin's input as the daemon would.
     let config = FeaturesConfig {
-        bucket_width_secs: ROW_BUCKET_SECS,
+        bucket_width_secs: width,
         ..FeaturesConfig::default()
     };
     let clock = Arc::new(ManualClock::new(buckets[rows - 1].0));
@@ -242,6 +302,7 @@ pub fn run_eval(opts: &EvalOptions) -> Result<EvalReport, ForecastError> {
     Ok(EvalReport {
         csv: opts.csv.display().to_string(),
         rows,
+        bucket_secs: width,
         split_rows: (train_end, val_end),
         split: opts.split,
         model: format!("{} ({})", meta.name, meta.path.display()),

@@ -89,7 +89,7 @@ struct RawMetadata {
 pub struct ModelMetadata {
     /// The metadata file it was read from.
     pub path: PathBuf,
-    /// The model's name (`lstm_total_events_v2`).
+    /// The model's name (`lstm_total_events_h1`).
     pub name: String,
     /// What it forecasts (`total_events`).
     pub target: String,
@@ -97,8 +97,8 @@ pub struct ModelMetadata {
     pub sequence_length: usize,
     /// Steps forecast (24).
     pub horizon: usize,
-    /// Minutes between two rows the model was trained on (30 for the seed CSV's rows), if
-    /// recorded. The engine's bucket width must match it.
+    /// Minutes between two rows the model was trained on (60 for `lstm_total_events_h1`, 30 for
+    /// `…_v2`, trained on the seed CSV's rows), if recorded. The engine's bucket width must match.
     pub row_interval_minutes: Option<u32>,
     /// Per-feature winsorising bounds (step 1).
     pub feature_lower: [f64; N_FEATURES],
@@ -136,7 +136,7 @@ fn invalid(
     }
 }
 
-const RETRAIN: &str = "retrain with training/train.py on a CSV from `mcpwatch features export --grid rows` (same 82 columns, same order) and ship the new .json with its .onnx";
+const RETRAIN: &str = "retrain with training/train.py on a CSV from `mcpwatch features export` (hourly buckets; `--grid rows` for 30-minute ones) with the same 82 columns in the same order, and ship the new .json with its .onnx";
 
 fn vec82(
     path: &Path,

@@ -55,6 +55,12 @@ pub struct ForecastMetrics {
     pub mase: Family<ModelLabels, Gauge<f64, AtomicU64>>,
     /// Forecast points whose actual value arrived, per model.
     pub matured_points: Family<ModelLabels, Counter>,
+    /// Services forecast in the last completed cycle of the continuous loop.
+    pub services: Gauge,
+    /// Forecast rows written to PostgreSQL.
+    pub stored: Counter,
+    /// Cycles whose forecasts could not be written to PostgreSQL.
+    pub store_errors: Counter,
 }
 
 impl Default for ForecastMetrics {
@@ -70,6 +76,9 @@ impl Default for ForecastMetrics {
             mae: Family::default(),
             mase: Family::default(),
             matured_points: Family::default(),
+            services: Gauge::default(),
+            stored: Counter::default(),
+            store_errors: Counter::default(),
         }
     }
 }
@@ -128,6 +137,21 @@ impl ForecastMetrics {
             "mcpwatch_forecast_matured_points",
             "Forecast points whose actual value has arrived, per model version",
             self.matured_points.clone(),
+        );
+        r.register(
+            "mcpwatch_forecast_services",
+            "Services forecast in the last completed cycle of the continuous loop",
+            self.services.clone(),
+        );
+        r.register(
+            "mcpwatch_forecast_stored",
+            "Forecast rows written to PostgreSQL (table forecasts)",
+            self.stored.clone(),
+        );
+        r.register(
+            "mcpwatch_forecast_store_errors",
+            "Forecast cycles whose rows could not be written to PostgreSQL",
+            self.store_errors.clone(),
         );
     }
 }

@@ -10,6 +10,8 @@
 //! - [`onnx`]: locating and loading ONNX Runtime; one [`onnx::LstmSession`] per worker.
 //! - [`baseline`]: recent-24-bucket statistics with daily seasonality.
 //! - [`router`]: context (`service_type`, `time_slot`, `runtime_env`) → model version.
+//! - [`policy`]: weight, clamps and smoothing of a forecast before it becomes a plan; the
+//!   forecast anomaly check (z-score against the service's history).
 //! - [`metrics`]: `mcpwatch_forecast_…`; [`accuracy`]: rolling MAE/MASE of matured forecasts.
 //! - [`eval`] (`mcpwatch eval forecast`) and [`bench`] (`mcpwatch bench forecast`).
 //!
@@ -26,11 +28,14 @@ pub mod accuracy;
 pub mod baseline;
 pub mod bench;
 pub mod config;
+pub mod cycle;
 pub mod eval;
 pub mod metadata;
 pub mod metrics;
 pub mod onnx;
+pub mod policy;
 pub mod router;
+pub mod store;
 
 #[cfg(test)]
 mod tests;
@@ -47,11 +52,13 @@ pub use accuracy::{AccuracyTracker, ModelAccuracy};
 pub use baseline::{baseline_forecast, season_buckets, BASELINE_VERSION};
 pub use bench::{run_bench, BenchReport};
 pub use config::ForecastConfig;
+pub use cycle::{run_cycles, ForecastCycleArgs};
 pub use eval::{run_eval, EvalOptions, EvalReport};
 pub use metadata::ModelMetadata;
 pub use metrics::ForecastMetrics;
 pub use onnx::{LstmSession, OnnxRuntime};
 pub use router::{Engine, ForecastContext, Route, Router, RuntimeEnv, ServiceType, TimeSlot};
+pub use store::ForecastStore;
 
 use crate::features::names::{F_LAG1_EVENTS, F_LAG24_EVENTS};
 use crate::features::{FeatureEngine, FeatureVector, WINDOW_ROWS};

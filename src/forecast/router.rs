@@ -268,7 +268,7 @@ impl Router {
             return Err(ForecastError::Config {
                 key: "forecast.routes.default".into(),
                 problem: "is missing, so some contexts would have no model".into(),
-                fix: "add default = \"lstm_total_events_v2\" under [forecast.routes]".into(),
+                fix: "add default = \"lstm_total_events_h1\" under [forecast.routes]".into(),
             });
         }
         Ok(Router { entries })

@@ -13,8 +13,8 @@ use super::onnx::locate_library_with;
 use super::router::{Engine, RouteKey};
 use super::*;
 use crate::features::{
-    seed_csv_buckets, FeatureEngine, FeaturesConfig, ManualClock, RawRow, FEATURE_NAMES,
-    N_FEATURES, ROW_BUCKET_SECS,
+    seed_csv_buckets, seed_csv_hourly_buckets, CheckGrid, FeatureEngine, FeaturesConfig,
+    ManualClock, RawRow, FEATURE_NAMES, HOUR_BUCKET_SECS, N_FEATURES, ROW_BUCKET_SECS,
 };
 
 // ----- helpers -------------------------------------------------------------------------
@@ -65,6 +65,11 @@ fn input(id: &str, rows: u64, history: Vec<f64>, ctx: ForecastContext) -> Foreca
     }
 }
 
+/// The daemon's default bucket width (1 h), the one the default model is trained for.
+fn default_width() -> u64 {
+    FeaturesConfig::default().bucket_width_secs
+}
+
 /// A config whose runtime library does not exist (the library-less machine).
 fn no_runtime_config() -> ForecastConfig {
     ForecastConfig {
@@ -86,9 +91,19 @@ fn runtime_or_fail() -> OnnxRuntime {
     })
 }
 
-fn shipped_config() -> ForecastConfig {
+/// The default config (the model for 1-hour buckets), its model found from the repository.
+fn default_config() -> ForecastConfig {
     ForecastConfig {
         model: repo().join(config::DEFAULT_MODEL),
+        ..ForecastConfig::default()
+    }
+}
+
+/// The model for 30-minute buckets (`lstm_total_events_v2`, the demo's) routed by default.
+fn half_hour_config() -> ForecastConfig {
+    ForecastConfig {
+        model: repo().join(config::HALF_HOUR_MODEL),
+        routes: BTreeMap::from([("default".to_string(), config::HALF_HOUR_ROUTE.to_string())]),
         ..ForecastConfig::default()
     }
 }
@@ -170,7 +185,7 @@ fn metadata_mismatches_name_the_file_the_field_and_the_fix() {
         "{e}"
     );
     assert!(
-        e.contains("fix:") && e.contains("features export --grid rows"),
+        e.contains("fix:") && e.contains("mcpwatch features export"),
         "{e}"
     );
 
@@ -384,7 +399,7 @@ fn baseline_is_seasonal_with_a_day_of_history_and_flat_before() {
 #[tokio::test]
 async fn without_the_runtime_library_forecasts_come_from_the_baseline_and_say_why() {
     let metrics = ForecastMetrics::default();
-    let f = Forecaster::new(no_runtime_config(), ROW_BUCKET_SECS, metrics.clone())
+    let f = Forecaster::new(no_runtime_config(), default_width(), metrics.clone())
         .expect("config is valid");
     let (reason, message) = f.lstm_status().expect("LSTM unavailable");
     assert_eq!(reason, FallbackReason::RuntimeMissing);
@@ -417,9 +432,9 @@ async fn without_the_runtime_library_forecasts_come_from_the_baseline_and_say_wh
         assert_eq!(o.routed_version, config::DEFAULT_ROUTE);
         assert_eq!(o.fallback_reason, Some(FallbackReason::RuntimeMissing));
         assert_eq!(o.values.len(), 24);
-        assert_eq!(o.values, baseline_forecast(&history, 48, 24));
-        assert_eq!(o.first_bucket_ms, 1_800_000 * 101);
-        assert_eq!(o.step_ms, 1_800_000);
+        assert_eq!(o.values, baseline_forecast(&history, 24, 24));
+        assert_eq!(o.first_bucket_ms, 1_800_000 * 100 + 3_600_000);
+        assert_eq!(o.step_ms, 3_600_000);
     }
     let json = serde_json::to_value(&out[0]).expect("json");
     assert_eq!(json["model_version"], "baseline_seasonal_v1");
@@ -696,13 +711,31 @@ fn accuracy_tracker_scores_matured_points_per_model() {
     t.forget("svc");
 }
 
+#[test]
+fn accuracy_tracker_feeds_each_history_bucket_once() {
+    let mut t = AccuracyTracker::new(3600, 24, 100);
+    let id: Arc<str> = Arc::from("svc");
+    let step = 3_600_000i64;
+    // the loop's first look: 3 closed buckets, none forecast yet
+    assert_eq!(t.observe_history("svc", 2 * step, &[1.0, 2.0, 3.0]), 0);
+    assert!(t.record_forecast(&id, "lstm_h", 3 * step, &[5.0, 7.0, 9.0]));
+    // next cycle, no new bucket: nothing matures, nothing is counted twice
+    assert_eq!(t.observe_history("svc", 2 * step, &[1.0, 2.0, 3.0]), 0);
+    // two buckets later (a slow cycle): both mature, in order, once
+    assert_eq!(t.observe_history("svc", 4 * step, &[2.0, 3.0, 4.0, 4.0]), 2);
+    assert_eq!(t.observe_history("svc", 4 * step, &[2.0, 3.0, 4.0, 4.0]), 0);
+    let a = &t.accuracy()[0];
+    assert_eq!(a.points, 2);
+    assert_eq!(a.mae, (1.0 + 3.0) / 2.0);
+}
+
 // ----- with the real runtime and model (needs ONNX Runtime: `make ort`) -----------------
 
 #[tokio::test]
 async fn the_shipped_model_runs_in_rust_and_matches_its_reference_outputs() {
     let rt = runtime_or_fail();
     assert!(rt.library().is_absolute());
-    let config = shipped_config();
+    let config = half_hour_config();
     let meta = ModelMetadata::load(&config.model).expect("shipped metadata is valid");
     let mut session = LstmSession::open(&rt, &meta, 1).expect("shipped graph opens");
 
@@ -771,7 +804,7 @@ async fn the_shipped_model_runs_in_rust_and_matches_its_reference_outputs() {
     ));
     let out = f.forecast_all(inputs).await;
     for (o, g) in out.iter().zip(&got) {
-        assert_eq!(o.model_version, config::DEFAULT_ROUTE);
+        assert_eq!(o.model_version, config::HALF_HOUR_ROUTE);
         assert_eq!(o.fallback_reason, None);
         assert_eq!(&o.values, g);
     }
@@ -797,10 +830,12 @@ fn eval_on_the_seed_csv_beats_seasonal_naive() {
     let Some(csv) = seed_csv() else { return };
     let r = run_eval(&EvalOptions {
         csv,
-        config: shipped_config(),
+        config: half_hour_config(),
         split: eval::EvalSplit::Test,
+        grid: CheckGrid::EveryRow,
     })
     .expect("eval");
+    assert_eq!(r.bucket_secs, ROW_BUCKET_SECS);
     assert_eq!(r.origins.len(), 12);
     assert_eq!(r.origins[0].origin, 1151);
     assert_eq!(r.origins[11].origin, 1415);
@@ -818,6 +853,357 @@ fn eval_on_the_seed_csv_beats_seasonal_naive() {
     );
     assert!(
         last.contains(" mae_baseline=") && last.contains(" rel_mae="),
+        "{last}"
+    );
+}
+
+// ----- the continuous loop ---------------------------------------------------------------
+
+/// One cycle forecasts every active service, leaves the forecast hot in the cache, stores it in
+/// PostgreSQL with its model version, and a later cycle scores it once its buckets closed.
+#[tokio::test]
+async fn a_cycle_caches_stores_and_later_scores_forecasts() {
+    use crate::cache::{kind, KeySpace, Tier};
+    use crate::cache::{
+        CacheBackend, CacheConfig, CacheMetrics, CacheWriter, HotCache, MemoryCache,
+    };
+    use crate::store::Partitions;
+
+    let (pool, _) = crate::testing::fresh_store("forecast_cycle").await;
+    let cache_config = CacheConfig {
+        backend: CacheBackend::Memory,
+        ..CacheConfig::default()
+    };
+    let cache_metrics = Arc::new(CacheMetrics::new());
+    let cache: Arc<dyn HotCache> = Arc::new(MemoryCache::new(&cache_config, cache_metrics.clone()));
+    let writer = CacheWriter::start(cache.clone(), &cache_config, cache_metrics).await;
+    let values: Vec<f64> = (0..84)
+        .map(|k| 50.0 + 10.0 * ((k % 48) as f64 / 8.0).sin())
+        .collect();
+    let engine = Arc::new(std::sync::Mutex::new(engine_with(&rows_of(&values[..60]))));
+    let metrics = ForecastMetrics::default();
+    let half_hour_no_runtime = ForecastConfig {
+        model: repo().join(config::HALF_HOUR_MODEL),
+        ..no_runtime_config()
+    };
+    let forecaster =
+        Forecaster::new(half_hour_no_runtime, ROW_BUCKET_SECS, metrics.clone()).unwrap();
+    let keys = KeySpace::new("test_cycle");
+    let mut cycle = cycle::ForecastCycle::new(ForecastCycleArgs {
+        forecaster,
+        engine: engine.clone(),
+        cache: writer.sender(),
+        keys: keys.clone(),
+        store: Some(ForecastStore::new(
+            pool.clone(),
+            Arc::new(Partitions::default()),
+        )),
+        bucket_width_secs: ROW_BUCKET_SECS,
+        cadence: std::time::Duration::from_secs(60),
+        shutdown: tokio_util::sync::CancellationToken::new(),
+        clock: Arc::new(|| 1_763_690_000_000),
+    });
+    let first = cycle.once().await;
+    assert_eq!((first.services, first.stored, first.matured), (1, 1, 0));
+    // hot in the cache's forecast tier
+    let key = keys.key(Tier::Forecast, "s", kind::FORECAST);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    let cached = loop {
+        if let Some(v) = cache.get(&key).await.unwrap() {
+            break v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "forecast never reached the cache"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    };
+    let json: serde_json::Value = serde_json::from_slice(&cached).unwrap();
+    assert_eq!(json["model_version"], BASELINE_VERSION);
+    assert_eq!(json["values"].as_array().unwrap().len(), 24);
+    // in PostgreSQL with its model version and why it fell back
+    let client = pool.get().await.unwrap();
+    let row = client
+        .query_one(
+            "SELECT model_version, fallback_reason, cardinality(\"values\") FROM forecasts",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), BASELINE_VERSION);
+    assert_eq!(
+        row.get::<_, Option<String>>(1).as_deref(),
+        Some("runtime_missing")
+    );
+    assert_eq!(row.get::<_, i32>(2), 24);
+
+    // a day of buckets closes: the first forecast's 24 points mature, each exactly once
+    engine
+        .lock()
+        .unwrap()
+        .replay_buckets("s", &rows_of(&values)[60..]);
+    let second = cycle.once().await;
+    assert_eq!(second.matured, 24);
+    let acc = cycle.tracker().accuracy();
+    assert_eq!(acc.len(), 1);
+    assert_eq!(acc[0].points, 24);
+    let want_mae = {
+        let first: Vec<f64> = serde_json::from_value(json["values"].clone()).unwrap();
+        first
+            .iter()
+            .zip(&values[60..84])
+            .map(|(f, a)| (f - a).abs())
+            .sum::<f64>()
+            / 24.0
+    };
+    // the engine keeps lagged targets at f32 precision, hence the tolerance
+    assert!(
+        (acc[0].mae - want_mae).abs() < 1e-4,
+        "{} vs {want_mae}",
+        acc[0].mae
+    );
+    assert_eq!(cycle.once().await.matured, 0, "nothing matures twice");
+    writer.close().await;
+}
+
+// ----- the model per bucket width (the default model is for the default 1 h buckets) -----
+
+/// Each shipped model is accepted at the bucket width it was trained on and refused at the
+/// other: the default model at the daemon's default width (1 h), v2 at the demo's 30 minutes.
+/// (Metadata only: no runtime library needed.)
+#[test]
+fn each_shipped_model_accepts_only_its_bucket_width() {
+    let h1 = ModelMetadata::load(&repo().join(config::DEFAULT_MODEL)).expect("default model");
+    assert_eq!(h1.name, config::DEFAULT_ROUTE);
+    assert_eq!(h1.row_interval_minutes, Some(60));
+    assert_eq!(default_width(), HOUR_BUCKET_SECS);
+    h1.check_bucket_width(default_width())
+        .expect("the default model fits the default buckets");
+    assert!(h1.check_bucket_width(ROW_BUCKET_SECS).is_err());
+    let v2 = ModelMetadata::load(&repo().join(config::HALF_HOUR_MODEL)).expect("v2 model");
+    assert_eq!(v2.name, config::HALF_HOUR_ROUTE);
+    assert_eq!(v2.row_interval_minutes, Some(30));
+    v2.check_bucket_width(ROW_BUCKET_SECS)
+        .expect("v2 fits 30-minute buckets");
+    let e = v2
+        .check_bucket_width(default_width())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("bucket_width_secs = 1800"), "{e}");
+}
+
+/// `eval forecast` picks the model for the grid, the grid for the model, and without either
+/// the must-show evaluation (v2 on 30-minute rows).
+#[test]
+fn eval_resolves_the_model_and_the_grid() {
+    use eval::resolve_model_and_grid as resolve;
+    let (m, g) = resolve(None, None).expect("defaults");
+    assert_eq!(
+        (m, g),
+        (PathBuf::from(config::HALF_HOUR_MODEL), CheckGrid::EveryRow)
+    );
+    let (m, g) = resolve(None, Some(CheckGrid::Seed)).expect("grid only");
+    assert_eq!(
+        (m, g),
+        (PathBuf::from(config::DEFAULT_MODEL), CheckGrid::Seed)
+    );
+    let h1 = repo().join(config::DEFAULT_MODEL);
+    assert_eq!(
+        resolve(Some(h1.clone()), None).expect("model only").1,
+        CheckGrid::Seed
+    );
+    let v2 = repo().join(config::HALF_HOUR_MODEL);
+    assert_eq!(
+        resolve(Some(v2), None).expect("model only").1,
+        CheckGrid::EveryRow
+    );
+    assert_eq!(
+        resolve(Some(h1.clone()), Some(CheckGrid::EveryRow)).expect("both"),
+        (h1, CheckGrid::EveryRow)
+    );
+    let d = tmp_dir("resolve");
+    let mut v = meta_json(false);
+    v["row_interval_minutes"] = serde_json::json!(15);
+    let path = d.join("lstm_test_v1.json");
+    std::fs::write(&path, v.to_string()).expect("write");
+    let e = resolve(Some(path), None).unwrap_err().to_string();
+    assert!(
+        e.contains("row_interval_minutes") && e.contains("15"),
+        "{e}"
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// Train/serve consistency on the hourly grid: at the default 1 h buckets, the window the
+/// daemon (and the evaluation) feeds the model at origin t is rows t-24..t-1 of
+/// `features export` (hourly), the default model's training data.
+#[test]
+fn engine_windows_equal_the_hourly_export_the_default_model_is_trained_on() {
+    let Some(csv) = seed_csv() else { return };
+    let d = tmp_dir("consistency-hours");
+    let out = d.join("hours.csv");
+    let n = crate::features::export_csv_with(&csv, &out, CheckGrid::Seed).expect("export");
+    let text = std::fs::read_to_string(&out).expect("read");
+    let export: Vec<Vec<f64>> = text
+        .lines()
+        .skip(1)
+        .map(|l| {
+            l.split(',')
+                .map(|x| x.parse::<f64>().expect("number"))
+                .collect()
+        })
+        .collect();
+    let buckets = seed_csv_hourly_buckets(&csv).expect("buckets");
+    assert_eq!((buckets.len(), export.len()), (n, n));
+    assert_eq!(n, 720, "the seed CSV spans 720 hours");
+    for w in buckets.windows(2) {
+        assert_eq!(w[1].0 - w[0].0, 3_600_000, "consecutive hours");
+    }
+    let config = FeaturesConfig {
+        bucket_width_secs: HOUR_BUCKET_SECS,
+        ..FeaturesConfig::default()
+    };
+    let mut engine =
+        FeatureEngine::new(config, Arc::new(ManualClock::new(buckets[n - 1].0))).expect("engine");
+    for t in [24usize, 100, 504, 576, 696] {
+        engine.replay_buckets("s", &buckets[..t]);
+        let i =
+            ForecastInput::from_engine(&engine, "s", ForecastContext::default()).expect("input");
+        assert_eq!(i.last_bucket_ms, buckets[t - 1].0);
+        for (k, row) in i.window.iter().enumerate() {
+            let e = &export[t - 24 + k];
+            for j in 0..N_FEATURES {
+                let (a, b) = (row[j], e[2 + j]);
+                let tol = if k == 23 {
+                    0.0
+                } else {
+                    1e-12 * a.abs().max(b.abs())
+                };
+                assert!(
+                    (a - b).abs() <= tol,
+                    "t={t} row {k} feature {}: {a} vs {b}",
+                    FEATURE_NAMES[j]
+                );
+            }
+        }
+        let target: Vec<f64> = export[t.saturating_sub(48)..t]
+            .iter()
+            .map(|r| r[1])
+            .collect();
+        assert_eq!(i.history, target, "t={t}");
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// Needs ONNX Runtime. The forecast section of config/default.toml, at the bucket width of the
+/// same file, loads its model and runs the LSTM (no fallback) for a service with a full window.
+#[tokio::test]
+async fn the_default_config_runs_its_model_at_the_default_bucket_width() {
+    use figment::providers::{Format, Serialized, Toml};
+    runtime_or_fail();
+    let file: crate::config::Config =
+        figment::Figment::from(Serialized::defaults(crate::config::Config::default()))
+            .merge(Toml::file(repo().join("config/default.toml")))
+            .extract()
+            .expect("config/default.toml parses");
+    let width = file.features.bucket_width_secs;
+    assert_eq!(width, HOUR_BUCKET_SECS);
+    let mut fc = file.forecast.clone();
+    fc.model = repo().join(&fc.model);
+    let metrics = ForecastMetrics::default();
+    let f = Forecaster::new(fc, width, metrics.clone()).expect("forecaster");
+    assert!(f.lstm_status().is_none(), "{:?}", f.lstm_status());
+    assert_eq!(
+        f.model().expect("loaded").row_interval_minutes,
+        Some(60),
+        "the default model is the hourly one"
+    );
+
+    // A service with three days of hourly buckets (the seed's if present, else synthetic).
+    let rows: Vec<(i64, RawRow)> = match seed_csv() {
+        Some(csv) => seed_csv_hourly_buckets(&csv).expect("buckets")[..600].to_vec(),
+        None => (0..72)
+            .map(|k| {
+                let v = 50.0 + 40.0 * (k as f64 * std::f64::consts::TAU / 24.0).sin();
+                (
+                    k * 3_600_000,
+                    RawRow::from_values(v.round(), &[1.0; 14], None),
+                )
+            })
+            .collect(),
+    };
+    let config = FeaturesConfig {
+        bucket_width_secs: width,
+        ..FeaturesConfig::default()
+    };
+    let mut engine = FeatureEngine::new(
+        config,
+        Arc::new(ManualClock::new(rows.last().expect("rows").0)),
+    )
+    .expect("engine");
+    engine.replay_buckets("svc", &rows);
+    let input =
+        ForecastInput::from_engine(&engine, "svc", ForecastContext::default()).expect("input");
+    let out = f.forecast_all(vec![input]).await;
+    assert_eq!(out[0].fallback_reason, None, "{:?}", out[0]);
+    assert_eq!(out[0].model_version, config::DEFAULT_ROUTE);
+    assert_eq!(out[0].step_ms, 3_600_000);
+    assert_eq!(out[0].values.len(), 24);
+    assert!(out[0].values.iter().all(|v| v.is_finite() && *v >= 0.0));
+    assert!(metrics_text(&metrics).contains("mcpwatch_forecast_model_loaded 1"));
+}
+
+/// Needs ONNX Runtime. `eval forecast --grid hours`: the default (hourly) model on the seed's
+/// hourly buckets, scored in Rust, agrees with the Python evaluation of the same file on the
+/// same hourly export (`training/evaluate.py`, figures recorded in the model's metadata).
+#[test]
+fn eval_on_the_hourly_grid_matches_the_python_evaluation() {
+    runtime_or_fail();
+    let Some(csv) = seed_csv() else { return };
+    let r = run_eval(&EvalOptions {
+        csv,
+        config: default_config(),
+        split: eval::EvalSplit::Test,
+        grid: CheckGrid::Seed,
+    })
+    .expect("eval");
+    assert_eq!(r.bucket_secs, HOUR_BUCKET_SECS);
+    assert_eq!(r.rows, 720);
+    assert_eq!(r.split_rows, (504, 576));
+    let origins: Vec<usize> = r.origins.iter().map(|o| o.origin).collect();
+    assert_eq!(origins, [576, 600, 624, 648, 672, 696]);
+    assert_eq!(r.model_version, config::DEFAULT_ROUTE);
+
+    // What train.py measured with onnxruntime on the exported CSV, from the metadata itself.
+    let meta: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join(config::DEFAULT_MODEL)).expect("metadata"),
+    )
+    .expect("json");
+    let py = &meta["metrics"]["test"];
+    assert_eq!(py["origins"].as_u64(), Some(6));
+    let py_model = py["mae_model"].as_f64().expect("mae_model");
+    let py_naive = py["mae_seasonal_naive"]
+        .as_f64()
+        .expect("mae_seasonal_naive");
+    assert!(
+        (r.mae_seasonal_naive - py_naive).abs() < 1e-9,
+        "{} vs {py_naive}",
+        r.mae_seasonal_naive
+    );
+    assert!(
+        (r.mae_model - py_model).abs() < 1e-3,
+        "rust {} vs python {py_model}",
+        r.mae_model
+    );
+    let last = r.to_string().lines().last().expect("lines").to_string();
+    assert!(
+        last.starts_with("horizon=24 origins=6 mae_model="),
+        "{last}"
+    );
+    assert!(
+        last.contains(" mae_seasonal_naive=")
+            && last.contains(" mae_baseline=")
+            && last.contains(" rel_mae="),
         "{last}"
     );
 }

@@ -763,15 +763,13 @@ async fn query_endpoint_is_read_only_limited_and_answers_errors_in_json() {
         .run_once()
         .await
         .unwrap();
-    let state = crate::api::ApiState {
-        registry: Arc::new(prometheus_client::registry::Registry::default()),
-        readiness: Arc::new(crate::api::Readiness { checks: vec![] }),
-        query: Some(Arc::new(crate::api::query::QueryState {
-            roots: vec![dir.clone()],
-            max_rows: 10,
-            timeout: Duration::from_secs(30),
-        })),
-    };
+    // the API's test kit (auth off) with the archive behind /v1/query
+    let mut state = crate::api::testkit::kit(Default::default()).state;
+    state.sql = Some(Arc::new(crate::api::sql::QueryState {
+        roots: vec![dir.clone()],
+        max_rows: 10,
+        timeout: Duration::from_secs(30),
+    }));
     let get = |uri: String| {
         let app = crate::api::app(state.clone());
         async move {

@@ -9,6 +9,7 @@ mod config;
 pub mod copy;
 pub mod local;
 pub mod metrics;
+pub mod read;
 pub mod schema;
 pub mod sink;
 mod writer;

@@ -27,6 +27,21 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../sql/0001_samples.sql"),
     },
     Migration {
+        version: 2,
+        name: "0002_api.sql",
+        sql: include_str!("../../sql/0002_api.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "0003_anomalies.sql",
+        sql: include_str!("../../sql/0003_anomalies.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "0004_forecasts.sql",
+        sql: include_str!("../../sql/0004_forecasts.sql"),
+    },
+    Migration {
         version: 5,
         name: "0005_lifecycle.sql",
         sql: include_str!("../../sql/0005_lifecycle.sql"),
@@ -36,6 +51,9 @@ pub const MIGRATIONS: &[Migration] = &[
 /// The tables partitioned by day that the store keeps partitions for.
 pub const PARTITIONED: &[&str] = &[
     "samples",
+    "plans",
+    "anomalies",
+    "forecasts",
     // aggregates (0005_lifecycle.sql)
     "samples_5m",
     "samples_15m",
