@@ -30,25 +30,8 @@ pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// What an embedding (the demo) adds to a run beyond the config.
-#[derive(Debug, Default)]
-pub struct RunOptions {
-    /// API keys `(id, SHA-256 of the secret)` held in memory only: the demo's key, when there
-    /// is no PostgreSQL key table (the embedded store).
-    pub api_keys: Vec<(String, [u8; 32])>,
-}
-
 /// Runs the daemon until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    run_with(config, shutdown, RunOptions::default()).await
-}
-
-/// [`run`] with what an embedding adds.
-pub async fn run_with(
-    config: Config,
-    shutdown: CancellationToken,
-    options: RunOptions,
-) -> anyhow::Result<()> {
     let metrics = Metrics::default();
     let pool = store::pool(&config.store)?;
     let partitions = Arc::new(Partitions::default());
@@ -128,33 +111,28 @@ pub async fn run_with(
     );
     let anomaly_metrics = AnomalyMetrics::default();
     let (anomaly_feed, anomaly_stage, anomaly_store) = if config.anomaly.enabled {
-        // the anomalies table is in PostgreSQL; on the embedded store they are cached only
-        let store = pg.clone().map(|pool| {
-            AnomalyStore::start(SinkArgs {
-                pool,
-                partitions: partitions.clone(),
-                batch_rows: config.anomaly.store_batch_rows,
-                flush_ms: config.anomaly.store_flush_ms,
-                queue_rows: config.anomaly.store_queue_rows,
-                metrics: anomaly_metrics.clone(),
-                shutdown: shutdown.clone(),
-            })
+        let store = AnomalyStore::start(SinkArgs {
+            pool: pool.clone(),
+            partitions: partitions.clone(),
+            batch_rows: config.anomaly.store_batch_rows,
+            flush_ms: config.anomaly.store_flush_ms,
+            queue_rows: config.anomaly.store_queue_rows,
+            metrics: anomaly_metrics.clone(),
+            shutdown: shutdown.clone(),
         });
         let (feed, records) = AnomalyFeed::channel(config.anomaly.queue_records, &anomaly_metrics);
         let stage = tokio::spawn(crate::anomaly::stage::run(StageArgs {
             config: config.anomaly.clone(),
             resolve_after_ms: config.alert.rules().resolve_after_ms,
             records,
-            sink: store
-                .as_ref()
-                .map_or_else(crate::anomaly::sink::AnomalySink::disabled, |s| s.sink()),
+            sink: store.sink(),
             cache: cache_writer.sender(),
             keys: KeySpace::new(&config.cache.key_prefix),
             alerts: alerter.sender(),
             metrics: anomaly_metrics.clone(),
             clock: Arc::new(now_ms),
         }));
-        (Some(feed), Some(stage), store)
+        (Some(feed), Some(stage), Some(store))
     } else {
         (None, None, None)
     };
@@ -325,23 +303,14 @@ pub async fn run_with(
     api_metrics.register(&mut registry);
     // API keys: the whole table in memory, re-read every api.key_refresh_ms
     let key_cache = Arc::new(api::auth::KeyCache::new(
-        pg.clone(),
+        Some(pool.clone()),
         Duration::from_millis(config.api.key_refresh_ms),
     ));
-    if pg.is_none() || !options.api_keys.is_empty() {
-        // no key table (embedded store): the embedding's keys are all there is
-        key_cache.load(
-            options
-                .api_keys
-                .into_iter()
-                .map(|(id, hash)| (id, hash, false)),
-        );
-    }
     let key_refresher = tokio::spawn(key_cache.clone().run_refresher(shutdown.clone()));
     // plans audit: a bounded queue and one batched writer, off the request path
-    let (audit, audit_writer) = if let Some(pool) = pg.clone().filter(|_| config.api.audit) {
+    let (audit, audit_writer) = if config.api.audit {
         let (sender, task) = api::audit::start(api::audit::AuditArgs {
-            pool,
+            pool: pool.clone(),
             partitions: partitions.clone(),
             queue: config.api.audit_queue,
             batch: config.api.audit_batch,
@@ -363,7 +332,7 @@ pub async fn run_with(
             cache: cache_backend.clone(),
             cache_metrics: cache_metrics.clone(),
             keys: KeySpace::new(&config.cache.key_prefix),
-            pool: pg.clone(),
+            pool: Some(pool.clone()),
             auth: key_cache,
             audit,
             anomalies: forecast_anomalies,

@@ -47,6 +47,7 @@ pub async fn run(
     // offsets of earlier runs: a group of its own per run keeps them from being skipped
     config.kafka.group_id = format!("{}-demo-{}", config.kafka.group_id, crate::daemon::now_ms());
     config.cache.backend = CacheBackend::Memory;
+    // samples go to the embedded Arrow store (no PostgreSQL needed for the data path)
     config.store.backend = crate::store::StoreBackend::Local;
     // 30-minute buckets fill a demo's short history twice as fast, and run the model trained
     // on 30-minute rows (lstm_total_events_v2), named explicitly: the default model
@@ -126,18 +127,21 @@ pub async fn run(
         })?;
 
     let listen = config.http.listen.clone();
-    // a key for trying the API, held in memory by this run only (no key table: no PostgreSQL)
-    let (key_id, token, key_hash) = crate::api::auth::generate();
-    let key_line = format!(
-        "  api key:  {token}\n  plan:     curl -s -X POST http://{listen}/plans -H 'Authorization: Bearer {token}' \\\n              -H 'Content-Type: application/json' -d '{{\"service_id\":\"github-000\",\"metric_name\":\"total_events\",\"context\":{{\"github_url\":\"https://github.com/acme/github-mcp\",\"expected_users\":2000,\"time_slot\":\"peak\"}}}}'\n  servers:  curl -s http://{listen}/v1/servers -H 'Authorization: Bearer {token}'\n  stats:    curl -s http://{listen}/v1/stats -H 'Authorization: Bearer {token}'\n"
-    );
+    // a key for trying the API (the table is created by the migrations)
+    let api_key = demo_key(&config).await;
+    let key_line = match &api_key {
+        Ok(token) => format!(
+            "  api key:  {token}\n  plan:     curl -s -X POST http://{listen}/plans -H 'Authorization: Bearer {token}' \\\n              -H 'Content-Type: application/json' -d '{{\"service_id\":\"github-000\",\"metric_name\":\"total_events\",\"context\":{{\"github_url\":\"https://github.com/acme/github-mcp\",\"expected_users\":2000,\"time_slot\":\"peak\"}}}}'\n  servers:  curl -s http://{listen}/v1/servers -H 'Authorization: Bearer {token}'\n  stats:    curl -s http://{listen}/v1/stats -H 'Authorization: Bearer {token}'\n"
+        ),
+        Err(e) => format!("  api key:  could not be made ({e:#})\n"),
+    };
     eprintln!(
         "\nmcpwatch demo: {} simulated MCP servers ({} h of history, then live every {} s)\n  \
          metrics:  curl http://{listen}/metrics\n  \
          ready:    curl http://{listen}/readyz\n  \
-         anomalies: curl 'http://{listen}/v1/anomalies?min_score=0.3' -H 'Authorization: Bearer <api key>'\n  \
-         query:    curl 'http://{listen}/v1/query?sql=SELECT%20service_id,count(*)%20FROM%20samples%20GROUP%20BY%201' -H 'Authorization: Bearer <api key>'\n  \
-         store:    embedded Arrow files in {} (archive: {})\n  \
+         anomalies: curl 'http://{listen}/v1/anomalies?min_score=0.3'\n  \
+         query:    curl 'http://{listen}/v1/query?sql=SELECT%20service_id,count(*)%20FROM%20samples%20GROUP%20BY%201'\n  \
+         store:    samples in embedded Arrow files in {} (archive: {}); API keys, anomalies: PostgreSQL\n  \
          stop:     Ctrl-C\n",
         args.servers,
         args.history_hours,
@@ -146,14 +150,24 @@ pub async fn run(
         config.retention.archive_dir.display()
     );
     eprintln!("{key_line}");
-    let options = crate::daemon::RunOptions {
-        api_keys: vec![(key_id, key_hash)],
-    };
-    let result = crate::daemon::run_with(config, shutdown.clone(), options).await;
+    let result = crate::daemon::run(config, shutdown.clone()).await;
     shutdown.cancel();
     // the cluster must outlive the daemon's clients; drop it last
     drop(producer.join());
     result
+}
+
+/// Applies the migrations and makes an API key named `demo`.
+async fn demo_key(config: &Config) -> anyhow::Result<String> {
+    let pool = crate::store::pool(&config.store)?;
+    crate::store::prepare(
+        &pool,
+        &config.store,
+        &crate::store::Partitions::default(),
+        crate::daemon::now_ms(),
+    )
+    .await?;
+    Ok(crate::api::auth::create_key(&pool, "demo").await?.token)
 }
 
 #[cfg(test)]
@@ -161,13 +175,16 @@ mod tests {
     use super::*;
 
     /// One GET over a plain socket (the crate has no HTTP client): (status, body).
-    async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    async fn http_get(port: u16, path: &str, token: &str) -> Option<(u16, String)> {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
             .ok()?;
         s.write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+            format!(
+                "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+            )
+            .as_bytes(),
         )
         .await
         .ok()?;
@@ -178,11 +195,11 @@ mod tests {
         Some((status, text.split_once("\r\n\r\n")?.1.to_string()))
     }
 
-    /// `mcpwatch demo` end to end without any external service: the embedded Kafka, cache and
-    /// Arrow store; samples flow in, `/readyz` is ready, `/metrics` counts them, and
-    /// `/v1/query` reads the stored rows back from the Arrow files.
+    /// `mcpwatch demo` end to end: the embedded Kafka, cache and Arrow store; samples flow
+    /// in, `/readyz` is ready, `/metrics` counts them, and `/v1/query` reads the stored rows
+    /// back from the Arrow files. PostgreSQL holds only the API key the request needs.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_demo_serves_with_no_external_service() {
+    async fn the_demo_stores_samples_in_the_embedded_store() {
         let root = std::env::temp_dir().join(format!("mcpwatch-demo-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -190,15 +207,21 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let mut config = Config::default();
+        let (pool, store) = crate::testing::fresh_store("demo_local").await;
+        let token = crate::api::auth::create_key(&pool, "test")
+            .await
+            .unwrap()
+            .token;
+        let mut config = Config {
+            store,
+            ..Config::default()
+        };
         config.http.listen = format!("127.0.0.1:{port}");
         config.store.local_dir = root.join("store");
-        // nothing listens here: the demo must not need PostgreSQL
-        config.store.url = "postgres://nobody@127.0.0.1:1/none".into();
-        // the demo's key is made inside `run`; the API's auth has its own tests
-        config.api.auth = false;
         config.retention.archive_dir = root.join("archive");
         let shutdown = CancellationToken::new();
+        // a failing assertion still stops the demo (its threads would keep the test alive)
+        let _stop = shutdown.clone().drop_guard();
         let demo = tokio::spawn(run(
             config,
             DemoArgs {
@@ -215,7 +238,7 @@ mod tests {
                 "the demo never stored the backfill"
             );
             tokio::time::sleep(Duration::from_millis(500)).await;
-            let Some((200, metrics)) = http_get(port, "/metrics").await else {
+            let Some((200, metrics)) = http_get(port, "/metrics", &token).await else {
                 continue;
             };
             let stored: u64 = metrics
@@ -223,17 +246,23 @@ mod tests {
                 .find_map(|l| l.strip_prefix("mcpwatch_samples_stored_total "))
                 .and_then(|v| v.trim().parse().ok())
                 .unwrap_or(0);
-            // 26 h of backfill every 5 min for 6 servers (1872), about 0.5 % malformed; and
+            // 26 h of backfill every 15 min for 6 servers (624 messages, each one or more
+            // samples), about 0.5 % malformed; and
             // every check ready (Kafka's comes with the first client statistics)
-            if stored >= 1800 && http_get(port, "/readyz").await.is_some_and(|r| r.0 == 200) {
+            if stored >= 600
+                && http_get(port, "/readyz", &token)
+                    .await
+                    .is_some_and(|r| r.0 == 200)
+            {
                 break stored;
             }
         };
-        let (_, ready) = http_get(port, "/readyz").await.unwrap();
+        let (_, ready) = http_get(port, "/readyz", &token).await.unwrap();
         assert!(ready.contains("\"store\":\"ok\""), "{ready}");
         let (status, body) = http_get(
             port,
             "/v1/query?sql=SELECT%20count(*)%20AS%20n%20FROM%20samples",
+            &token,
         )
         .await
         .unwrap();
