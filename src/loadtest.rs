@@ -52,28 +52,40 @@ pub fn prefill(args: &LoadArgs, now_ms: i64) -> anyhow::Result<(Tally, Duration)
     let mut traffic = traffic(args, now_ms);
     let started = Instant::now();
     for m in traffic.by_ref() {
-        let mut record = BaseRecord::to(&args.topic).key(&m.key).payload(&m.payload);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((e, r)) => {
-                    if !matches!(
-                        e.rdkafka_error_code(),
-                        Some(rdkafka::types::RDKafkaErrorCode::QueueFull)
-                    ) {
-                        bail!("producing to {}: {e}", args.topic);
-                    }
-                    record = r;
-                    producer.poll(Duration::from_millis(5));
-                }
-            }
-        }
-        producer.poll(Duration::ZERO);
+        send_waiting(&producer, &args.topic, &m.key, &m.payload)?;
     }
     producer
         .flush(Duration::from_secs(120))
         .context("flushing the load producer")?;
     Ok((traffic.tally, started.elapsed()))
+}
+
+/// Sends one message, waiting (polling delivery reports) while the producer's queue is full;
+/// any other error ends the load test.
+fn send_waiting(
+    producer: &BaseProducer,
+    topic: &str,
+    key: &str,
+    payload: &[u8],
+) -> anyhow::Result<()> {
+    let mut record = BaseRecord::to(topic).key(key).payload(payload);
+    loop {
+        match producer.send(record) {
+            Ok(()) => break,
+            Err((e, r)) => {
+                if !matches!(
+                    e.rdkafka_error_code(),
+                    Some(rdkafka::types::RDKafkaErrorCode::QueueFull)
+                ) {
+                    bail!("producing to {topic}: {e}");
+                }
+                record = r;
+                producer.poll(Duration::from_millis(5));
+            }
+        }
+    }
+    producer.poll(Duration::ZERO);
+    Ok(())
 }
 
 /// A child `mcpwatch run` configured through the environment.
@@ -589,23 +601,7 @@ pub fn produce_history(
     let started = Instant::now();
     let mut n = 0u64;
     for m in traffic {
-        let mut record = BaseRecord::to(topic).key(&m.key).payload(&m.payload);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((e, r)) => {
-                    if !matches!(
-                        e.rdkafka_error_code(),
-                        Some(rdkafka::types::RDKafkaErrorCode::QueueFull)
-                    ) {
-                        bail!("producing to {topic}: {e}");
-                    }
-                    record = r;
-                    producer.poll(Duration::from_millis(5));
-                }
-            }
-        }
-        producer.poll(Duration::ZERO);
+        send_waiting(&producer, topic, &m.key, &m.payload)?;
         n += 1;
     }
     producer

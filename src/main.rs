@@ -357,33 +357,12 @@ fn main() -> anyhow::Result<()> {
                 mcpwatch::demo::run(config, args, shutdown).await
             }
             Command::Migrate => {
-                let pool = mcpwatch::store::pool(&config.store)?;
-                let partitions = mcpwatch::store::Partitions::default();
-                let ran = mcpwatch::store::prepare(
-                    &pool,
-                    &config.store,
-                    &partitions,
-                    mcpwatch::daemon::now_ms(),
-                )
-                .await
-                .with_context(|| {
-                    format!("migrating schema {} at store.url", config.store.schema)
-                })?;
+                let (_, _, ran) = prepared_store(&config, "migrating").await?;
                 println!("migrations_applied={ran} schema={}", config.store.schema);
                 Ok(())
             }
             Command::Apikey(cmd) => {
-                let pool = mcpwatch::store::pool(&config.store)?;
-                mcpwatch::store::prepare(
-                    &pool,
-                    &config.store,
-                    &mcpwatch::store::Partitions::default(),
-                    mcpwatch::daemon::now_ms(),
-                )
-                .await
-                .with_context(|| {
-                    format!("preparing schema {} at store.url", config.store.schema)
-                })?;
+                let (pool, _, _) = prepared_store(&config, "preparing").await?;
                 use mcpwatch::api::auth;
                 match cmd {
                     Apikey::Create { name } => {
@@ -539,18 +518,7 @@ fn main() -> anyhow::Result<()> {
                 Ok(())
             }
             Command::Retention(job) => {
-                let pool = mcpwatch::store::pool(&config.store)?;
-                let partitions = std::sync::Arc::new(mcpwatch::store::Partitions::default());
-                mcpwatch::store::prepare(
-                    &pool,
-                    &config.store,
-                    &partitions,
-                    mcpwatch::daemon::now_ms(),
-                )
-                .await
-                .with_context(|| {
-                    format!("preparing schema {} at store.url", config.store.schema)
-                })?;
+                let (pool, partitions, _) = prepared_store(&config, "preparing").await?;
                 let metrics = mcpwatch::lifecycle::LifecycleMetrics::default();
                 match job {
                     Retention::Run => {
@@ -636,6 +604,29 @@ fn main() -> anyhow::Result<()> {
             }
         }
     })
+}
+
+/// The PostgreSQL pool with migrations applied and partitions made ahead: what every one-shot
+/// command that touches the database starts from. `doing` names the step in the error.
+async fn prepared_store(
+    config: &Config,
+    doing: &str,
+) -> anyhow::Result<(
+    deadpool_postgres::Pool,
+    std::sync::Arc<mcpwatch::store::Partitions>,
+    usize,
+)> {
+    let pool = mcpwatch::store::pool(&config.store)?;
+    let partitions = std::sync::Arc::new(mcpwatch::store::Partitions::default());
+    let ran = mcpwatch::store::prepare(
+        &pool,
+        &config.store,
+        &partitions,
+        mcpwatch::daemon::now_ms(),
+    )
+    .await
+    .with_context(|| format!("{doing} schema {} at store.url", config.store.schema))?;
+    Ok((pool, partitions, ran))
 }
 
 fn init_logging(config: &Config) {

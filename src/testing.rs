@@ -77,3 +77,14 @@ pub fn read_topic(brokers: &str, topic: &str, count: usize, timeout: Duration) -
     }
     out
 }
+
+/// The single `bigint` a query such as `SELECT count(*) …` answers.
+pub async fn count(pool: &deadpool_postgres::Pool, sql: &str) -> i64 {
+    pool.get()
+        .await
+        .unwrap()
+        .query_one(sql, &[])
+        .await
+        .unwrap()
+        .get(0)
+}

@@ -639,32 +639,37 @@ fn engine_windows_equal_the_row_export_the_model_is_trained_on() {
         engine.replay_buckets("s", &buckets[..t]);
         let i =
             ForecastInput::from_engine(&engine, "s", ForecastContext::default()).expect("input");
-        // The newest row is bit-identical; older rows are recomputed from the stored history
-        // by `window()` rather than read from the running sums, which can differ in the last
-        // bit of the rolling std (far below the f32 the model consumes).
-        for (k, row) in i.window.iter().enumerate() {
-            let e = &export[t - 24 + k];
-            for j in 0..N_FEATURES {
-                let (a, b) = (row[j], e[2 + j]);
-                let tol = if k == 23 {
-                    0.0
-                } else {
-                    1e-12 * a.abs().max(b.abs())
-                };
-                assert!(
-                    (a - b).abs() <= tol,
-                    "t={t} row {k} feature {}: {a} vs {b}",
-                    FEATURE_NAMES[j]
-                );
-            }
-        }
-        let target: Vec<f64> = export[t.saturating_sub(48)..t]
-            .iter()
-            .map(|r| r[1])
-            .collect();
-        assert_eq!(i.history, target, "t={t}");
+        assert_input_matches_export(&i, &export, t);
     }
     let _ = std::fs::remove_dir_all(&d);
+}
+
+/// The engine's input after `t` buckets equals the export's rows `t-24..t` (window) and the
+/// last 48 targets (history). The newest row is bit-identical; older rows are recomputed from
+/// the stored history by `window()` rather than read from the running sums, which can differ in
+/// the last bit of the rolling std (far below the f32 the model consumes).
+fn assert_input_matches_export(i: &ForecastInput, export: &[Vec<f64>], t: usize) {
+    for (k, row) in i.window.iter().enumerate() {
+        let e = &export[t - 24 + k];
+        for j in 0..N_FEATURES {
+            let (a, b) = (row[j], e[2 + j]);
+            let tol = if k == 23 {
+                0.0
+            } else {
+                1e-12 * a.abs().max(b.abs())
+            };
+            assert!(
+                (a - b).abs() <= tol,
+                "t={t} row {k} feature {}: {a} vs {b}",
+                FEATURE_NAMES[j]
+            );
+        }
+    }
+    let target: Vec<f64> = export[t.saturating_sub(48)..t]
+        .iter()
+        .map(|r| r[1])
+        .collect();
+    assert_eq!(i.history, target, "t={t}");
 }
 
 // ----- accuracy --------------------------------------------------------------------------
@@ -1070,27 +1075,7 @@ fn engine_windows_equal_the_hourly_export_the_default_model_is_trained_on() {
         let i =
             ForecastInput::from_engine(&engine, "s", ForecastContext::default()).expect("input");
         assert_eq!(i.last_bucket_ms, buckets[t - 1].0);
-        for (k, row) in i.window.iter().enumerate() {
-            let e = &export[t - 24 + k];
-            for j in 0..N_FEATURES {
-                let (a, b) = (row[j], e[2 + j]);
-                let tol = if k == 23 {
-                    0.0
-                } else {
-                    1e-12 * a.abs().max(b.abs())
-                };
-                assert!(
-                    (a - b).abs() <= tol,
-                    "t={t} row {k} feature {}: {a} vs {b}",
-                    FEATURE_NAMES[j]
-                );
-            }
-        }
-        let target: Vec<f64> = export[t.saturating_sub(48)..t]
-            .iter()
-            .map(|r| r[1])
-            .collect();
-        assert_eq!(i.history, target, "t={t}");
+        assert_input_matches_export(&i, &export, t);
     }
     let _ = std::fs::remove_dir_all(&d);
 }

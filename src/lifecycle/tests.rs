@@ -15,7 +15,7 @@ use super::*;
 use crate::store::copy::day_of;
 use crate::store::schema::partition_name;
 use crate::store::Partitions;
-use crate::testing::fresh_store;
+use crate::testing::{count, fresh_store};
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -53,16 +53,6 @@ fn retention(
         metrics,
         clock: Arc::new(move || now),
     })
-}
-
-async fn count(pool: &deadpool_postgres::Pool, sql: &str) -> i64 {
-    pool.get()
-        .await
-        .unwrap()
-        .query_one(sql, &[])
-        .await
-        .unwrap()
-        .get(0)
 }
 
 /// `rows` synthetic samples spread over `day` (days since the epoch), five services, with

@@ -532,21 +532,7 @@ impl DurableSink for LocalStore {
             let mut state = self.state.lock().await;
             // small synchronous file writes (a batch is ≤ 1000 rows, one file per day touched)
             let result = self.write_inner(&mut state, samples, offsets);
-            match &result {
-                Ok(o) => {
-                    self.metrics.up.set(1);
-                    self.metrics.batches.inc();
-                    self.metrics.rows_stored.inc_by(o.inserted);
-                    self.metrics.batch_rows.observe(samples.len() as f64);
-                    self.metrics
-                        .commit_seconds
-                        .observe(started.elapsed().as_secs_f64());
-                }
-                Err(_) => {
-                    self.metrics.up.set(0);
-                    self.metrics.errors.inc();
-                }
-            }
+            self.metrics.record_write(samples.len(), started, &result);
             result
         })
     }

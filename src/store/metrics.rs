@@ -36,6 +36,30 @@ impl Default for StoreMetrics {
 }
 
 impl StoreMetrics {
+    /// Records one batch write of `rows` samples that began at `started`, whichever durable
+    /// store ([`DurableSink`](super::DurableSink)) made it.
+    pub fn record_write(
+        &self,
+        rows: usize,
+        started: std::time::Instant,
+        result: &Result<super::WriteOutcome, super::StoreError>,
+    ) {
+        match result {
+            Ok(outcome) => {
+                self.up.set(1);
+                self.batches.inc();
+                self.rows_stored.inc_by(outcome.inserted);
+                self.duplicates_skipped.inc_by(outcome.duplicates);
+                self.batch_rows.observe(rows as f64);
+                self.commit_seconds.observe(started.elapsed().as_secs_f64());
+            }
+            Err(_) => {
+                self.up.set(0);
+                self.errors.inc();
+            }
+        }
+    }
+
     pub fn register(&self, r: &mut Registry) {
         r.register(
             "mcpwatch_samples_stored",

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::*;
 use crate::sample::{Origin, Sample, Status};
-use crate::testing::fresh_store;
+use crate::testing::{count, fresh_store};
 
 fn sample(service: &str, ts_ms: i64, series: i64) -> Sample {
     let mut s = Sample::new(service, ts_ms, Origin::Mcp);
@@ -30,16 +30,6 @@ fn writer(pool: &deadpool_postgres::Pool) -> Writer {
         consumer_group: "g".into(),
         metrics: StoreMetrics::default(),
     })
-}
-
-async fn count(pool: &deadpool_postgres::Pool, sql: &str) -> i64 {
-    pool.get()
-        .await
-        .unwrap()
-        .query_one(sql, &[])
-        .await
-        .unwrap()
-        .get(0)
 }
 
 #[tokio::test]

@@ -73,22 +73,7 @@ impl Writer {
     ) -> Result<WriteOutcome, StoreError> {
         let started = Instant::now();
         let result = self.write_inner(samples, offsets).await;
-        match &result {
-            Ok(outcome) => {
-                self.metrics.up.set(1);
-                self.metrics.batches.inc();
-                self.metrics.rows_stored.inc_by(outcome.inserted);
-                self.metrics.duplicates_skipped.inc_by(outcome.duplicates);
-                self.metrics.batch_rows.observe(samples.len() as f64);
-                self.metrics
-                    .commit_seconds
-                    .observe(started.elapsed().as_secs_f64());
-            }
-            Err(_) => {
-                self.metrics.up.set(0);
-                self.metrics.errors.inc();
-            }
-        }
+        self.metrics.record_write(samples.len(), started, &result);
         result
     }
 
