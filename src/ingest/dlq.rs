@@ -47,7 +47,9 @@ impl DeadLetterQueue {
         cfg.set("bootstrap.servers", &kafka.brokers)
             .set("enable.idempotence", "true")
             .set("acks", "all")
-            .set("linger.ms", "5")
+            // a batch's rows wait for its dead letters (they must be durable before the
+            // offsets are), so every millisecond of lingering is a millisecond of every batch
+            .set("linger.ms", "0")
             .set("message.timeout.ms", "30000");
         for (k, v) in &kafka.properties {
             cfg.set(k, v);
