@@ -30,10 +30,27 @@ pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// What an embedding (the demo) adds to a run beyond the config.
+#[derive(Debug, Default)]
+pub struct RunOptions {
+    /// API keys `(id, SHA-256 of the secret)` held in memory only, valid next to the key
+    /// table's (if any) and never dropped by its refresh: the demo's key, which has no table
+    /// to live in on the embedded store.
+    pub api_keys: Vec<(String, [u8; 32])>,
+}
+
 /// Runs the daemon until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    run_with(config, shutdown, RunOptions::default()).await
+}
+
+/// [`run`] with what an embedding adds ([`RunOptions`]).
+pub async fn run_with(
+    config: Config,
+    shutdown: CancellationToken,
+    options: RunOptions,
+) -> anyhow::Result<()> {
     let metrics = Metrics::default();
-    let pool = store::pool(&config.store)?;
     let partitions = Arc::new(Partitions::default());
     // the durable store: PostgreSQL, or the embedded Arrow store (no PostgreSQL at all)
     let local_store = match config.store.backend {
@@ -52,16 +69,21 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         ),
         StoreBackend::Postgres => None,
     };
-    // PostgreSQL for the stages that keep history there (None on the embedded store)
-    let pg = local_store.is_none().then(|| pool.clone());
-    let writer: Arc<dyn DurableSink> = match &local_store {
-        Some(local) => {
+    // PostgreSQL for everything kept there: None on the embedded store, where no stage may
+    // connect to it (connecting is lazy, so without a pool nothing can)
+    let pg = match config.store.backend {
+        StoreBackend::Postgres => Some(store::pool(&config.store)?),
+        StoreBackend::Local => None,
+    };
+    let writer: Arc<dyn DurableSink> = match (&local_store, &pg) {
+        (Some(local), _) => {
             tracing::info!(dir = %config.store.local_dir.display(), "embedded store ready");
             Arc::new(local.clone())
         }
-        None => {
+        (None, None) => unreachable!("either the embedded store or PostgreSQL is configured"),
+        (None, Some(pool)) => {
             if config.store.migrate_on_start {
-                let ran = store::prepare(&pool, &config.store, &partitions, now_ms())
+                let ran = store::prepare(pool, &config.store, &partitions, now_ms())
                     .await
                     .with_context(|| {
                         format!(
@@ -111,28 +133,33 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     );
     let anomaly_metrics = AnomalyMetrics::default();
     let (anomaly_feed, anomaly_stage, anomaly_store) = if config.anomaly.enabled {
-        let store = AnomalyStore::start(SinkArgs {
-            pool: pool.clone(),
-            partitions: partitions.clone(),
-            batch_rows: config.anomaly.store_batch_rows,
-            flush_ms: config.anomaly.store_flush_ms,
-            queue_rows: config.anomaly.store_queue_rows,
-            metrics: anomaly_metrics.clone(),
-            shutdown: shutdown.clone(),
+        // the anomalies table is in PostgreSQL; on the embedded store they are cached only
+        let store = pg.clone().map(|pool| {
+            AnomalyStore::start(SinkArgs {
+                pool,
+                partitions: partitions.clone(),
+                batch_rows: config.anomaly.store_batch_rows,
+                flush_ms: config.anomaly.store_flush_ms,
+                queue_rows: config.anomaly.store_queue_rows,
+                metrics: anomaly_metrics.clone(),
+                shutdown: shutdown.clone(),
+            })
         });
         let (feed, records) = AnomalyFeed::channel(config.anomaly.queue_records, &anomaly_metrics);
         let stage = tokio::spawn(crate::anomaly::stage::run(StageArgs {
             config: config.anomaly.clone(),
             resolve_after_ms: config.alert.rules().resolve_after_ms,
             records,
-            sink: store.sink(),
+            sink: store
+                .as_ref()
+                .map_or_else(crate::anomaly::sink::AnomalySink::disabled, |s| s.sink()),
             cache: cache_writer.sender(),
             keys: KeySpace::new(&config.cache.key_prefix),
             alerts: alerter.sender(),
             metrics: anomaly_metrics.clone(),
             clock: Arc::new(now_ms),
         }));
-        (Some(feed), Some(stage), Some(store))
+        (Some(feed), Some(stage), store)
     } else {
         (None, None, None)
     };
@@ -192,8 +219,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     .context("starting the Kafka source")?;
 
     // partitions for the days ahead, re-checked hourly
-    let maintenance = local_store.is_none().then(|| {
-        let (pool, partitions, shutdown) = (pool.clone(), partitions.clone(), shutdown.clone());
+    let maintenance = pg.clone().map(|pool| {
+        let (partitions, shutdown) = (partitions.clone(), shutdown.clone());
         let ahead = config.store.partitions_ahead_days;
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(3600));
@@ -216,15 +243,19 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let lifecycle_metrics = crate::lifecycle::LifecycleMetrics::default();
     let lifecycle = config.retention.enabled.then(|| {
         let clock: Arc<dyn Fn() -> i64 + Send + Sync> = Arc::new(now_ms);
-        if let Some(local) = &local_store {
-            return crate::lifecycle::LocalJobs {
-                store: local.clone(),
-                config: config.retention.clone(),
-                shutdown: shutdown.clone(),
-                clock,
+        let pool = match (&local_store, &pg) {
+            (Some(local), _) => {
+                return crate::lifecycle::LocalJobs {
+                    store: local.clone(),
+                    config: config.retention.clone(),
+                    shutdown: shutdown.clone(),
+                    clock,
+                }
+                .spawn()
             }
-            .spawn();
-        }
+            (None, Some(pool)) => pool,
+            (None, None) => unreachable!("either the embedded store or PostgreSQL is configured"),
+        };
         crate::lifecycle::Jobs {
             retention: crate::lifecycle::Retention::new(crate::lifecycle::RetentionArgs {
                 pool: pool.clone(),
@@ -249,9 +280,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 
     let kafka_up = metrics.ingest.kafka_up.clone();
     let cache_status = cache_writer.status();
-    let probe_pool = pool.clone();
-    let store_check = match &local_store {
-        Some(local) => {
+    let store_check = match (&local_store, &pg) {
+        (Some(local), _) => {
             let root = local.root().to_path_buf();
             ReadinessCheck {
                 name: "store",
@@ -262,14 +292,18 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                 }),
             }
         }
-        None => ReadinessCheck {
-            name: "postgres",
-            critical: true,
-            probe: Box::new(move || {
-                let pool = probe_pool.clone();
-                Box::pin(async move { store::ping(&pool).await })
-            }),
-        },
+        (None, Some(pool)) => {
+            let pool = pool.clone();
+            ReadinessCheck {
+                name: "postgres",
+                critical: true,
+                probe: Box::new(move || {
+                    let pool = pool.clone();
+                    Box::pin(async move { store::ping(&pool).await })
+                }),
+            }
+        }
+        (None, None) => unreachable!("either the embedded store or PostgreSQL is configured"),
     };
     let readiness = Readiness {
         checks: vec![
@@ -301,16 +335,24 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     lifecycle_metrics.register(&mut registry);
     let api_metrics = api::metrics::ApiMetrics::default();
     api_metrics.register(&mut registry);
-    // API keys: the whole table in memory, re-read every api.key_refresh_ms
-    let key_cache = Arc::new(api::auth::KeyCache::new(
-        Some(pool.clone()),
-        Duration::from_millis(config.api.key_refresh_ms),
-    ));
+    // API keys: the whole table in memory, re-read every api.key_refresh_ms, plus the
+    // embedding's keys (on the embedded store there is no table: those are all there is)
+    if pg.is_none() && options.api_keys.is_empty() && config.api.auth {
+        tracing::warn!(
+            "store.backend = \"local\" has no API key table: every keyed route answers 401 \
+             (run `mcpwatch demo`, which makes a key, or set api.auth = false)"
+        );
+    }
+    let key_cache = Arc::new(
+        api::auth::KeyCache::new(pg.clone(), Duration::from_millis(config.api.key_refresh_ms))
+            .with_fixed_keys(options.api_keys),
+    );
     let key_refresher = tokio::spawn(key_cache.clone().run_refresher(shutdown.clone()));
-    // plans audit: a bounded queue and one batched writer, off the request path
-    let (audit, audit_writer) = if config.api.audit {
+    // plans audit: a bounded queue and one batched writer, off the request path (the plans
+    // table is in PostgreSQL: no audit on the embedded store)
+    let (audit, audit_writer) = if let Some(pool) = pg.clone().filter(|_| config.api.audit) {
         let (sender, task) = api::audit::start(api::audit::AuditArgs {
-            pool: pool.clone(),
+            pool,
             partitions: partitions.clone(),
             queue: config.api.audit_queue,
             batch: config.api.audit_batch,
@@ -332,7 +374,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             cache: cache_backend.clone(),
             cache_metrics: cache_metrics.clone(),
             keys: KeySpace::new(&config.cache.key_prefix),
-            pool: Some(pool.clone()),
+            pool: pg.clone(),
             auth: key_cache,
             audit,
             anomalies: forecast_anomalies,
@@ -350,7 +392,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         core: Arc::new(core),
         http: config.http.clone(),
         anomalies: config.anomaly.enabled.then(|| api::anomalies::AnomalyApi {
-            pool: pool.clone(),
+            pool: pg.clone(),
             cache: cache_backend.clone(),
             keys: KeySpace::new(&config.cache.key_prefix),
             clock: Arc::new(now_ms),

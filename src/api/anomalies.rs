@@ -4,6 +4,10 @@
 //! ([`CachedAnomalies`]) is complete for the asked window; otherwise (no service, a window older
 //! than the cache holds, a cache miss or no cache) from PostgreSQL. The body says which:
 //! `"source": "cache" | "database"`.
+//!
+//! Without an anomalies table (the embedded store), a service's question is answered from the
+//! cache alone (what the detection stage holds for it; a miss is an empty list), and a
+//! question across services, which only a table can answer, is a 503 saying so.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -28,7 +32,8 @@ const MAX_LIMIT: usize = 1000;
 /// What `/v1/anomalies` reads.
 #[derive(Clone)]
 pub struct AnomalyApi {
-    pub pool: deadpool_postgres::Pool,
+    /// PostgreSQL's anomalies table (`None`: no table, the cache is all there is).
+    pub pool: Option<deadpool_postgres::Pool>,
     /// The hot cache (`None`: every read goes to PostgreSQL).
     pub cache: Option<Arc<dyn HotCache>>,
     pub keys: KeySpace,
@@ -154,15 +159,19 @@ fn parse_time(s: &str) -> Option<i64> {
         .map(|d| d.timestamp_millis())
 }
 
-/// The cached answer, when the cache holds a complete one.
-async fn from_cache(api: &AnomalyApi, q: &AnomalyQuery) -> Option<Vec<Anomaly>> {
+/// What the cache holds for the query's service: `None` on a cache error, no cache or no
+/// service; an empty list on a miss; else the hits and whether they are complete for the
+/// asked window.
+async fn cached(api: &AnomalyApi, q: &AnomalyQuery) -> Option<(Vec<Anomaly>, bool)> {
     let service = q.service.as_deref()?;
     let cache = api.cache.as_ref()?;
     if !cache.is_available() {
         return None;
     }
     let key = api.keys.key(CACHE_TIER, service, CACHE_KIND);
-    let bytes = cache.get(&key).await.ok()??;
+    let Some(bytes) = cache.get(&key).await.ok()? else {
+        return Some((Vec::new(), false));
+    };
     let cached: CachedAnomalies = serde_json::from_slice(&bytes).ok()?;
     let hits: Vec<Anomaly> = cached
         .anomalies
@@ -171,7 +180,8 @@ async fn from_cache(api: &AnomalyApi, q: &AnomalyQuery) -> Option<Vec<Anomaly>> 
         .take(q.limit)
         .collect();
     // complete when the window is covered, or when the cache alone fills the limit
-    (q.since_ms >= cached.since_ms || hits.len() == q.limit).then_some(hits)
+    let complete = q.since_ms >= cached.since_ms || hits.len() == q.limit;
+    Some((hits, complete))
 }
 
 pub async fn list(
@@ -185,10 +195,21 @@ pub async fn list(
         .as_ref()
         .ok_or_else(|| ApiError::unavailable("anomaly detection is not running"))?;
     let q = parse_query(&params, (api.clock)())?;
-    let (anomalies, source) = match from_cache(api, &q).await {
-        Some(hits) => (hits, Source::Cache),
-        None => {
-            let rows = sink::query(&api.pool, &q).await.map_err(|e| {
+    let hits = cached(api, &q).await;
+    let (anomalies, source) = match (hits, &api.pool) {
+        (Some((hits, true)), _) => (hits, Source::Cache),
+        // no table: what the cache holds is the whole answer
+        (Some((hits, false)), None) => (hits, Source::Cache),
+        (None, None) => {
+            return Err(ApiError::unavailable(if q.service.is_some() {
+                "anomalies are not stored on this store backend and the cache cannot answer"
+            } else {
+                "anomalies are not stored on this store backend: ask for one service \
+                 (?service=…), answered from the cache"
+            }))
+        }
+        (_, Some(pool)) => {
+            let rows = sink::query(pool, &q).await.map_err(|e| {
                 tracing::warn!(error = %e, "anomaly query failed");
                 ApiError::unavailable("the anomaly store is unavailable")
             })?;
@@ -318,7 +339,7 @@ mod tests {
         ));
         let keys = KeySpace::new("anomalies-api-test");
         let api = AnomalyApi {
-            pool: pool.clone(),
+            pool: Some(pool.clone()),
             cache: Some(memory.clone()),
             keys: keys.clone(),
             clock: Arc::new(move || now),
@@ -397,11 +418,63 @@ mod tests {
         assert_eq!(v["count"], 3);
     }
 
+    /// Without a table (the embedded store before it kept anomalies, or no store at all), a
+    /// service is answered from the cache, even for a window the cache does not cover, and a
+    /// question across services is a 503 saying why; nothing connects anywhere.
+    #[tokio::test]
+    async fn without_a_table_the_cache_answers_for_a_service() {
+        let now = 1_800_000_000_000;
+        let memory = Arc::new(MemoryCache::new(
+            &CacheConfig::default(),
+            Arc::new(CacheMetrics::new()),
+        ));
+        let keys = KeySpace::new("anomalies-no-table");
+        let cached = CachedAnomalies {
+            since_ms: now - 2 * HOUR,
+            anomalies: vec![anomaly("fs", "cpu", now - HOUR, 0.9)],
+        };
+        memory
+            .put_batch(&[Entry::new(
+                keys.key(CACHE_TIER, "fs", CACHE_KIND),
+                CACHE_TIER,
+                serde_json::to_vec(&cached).unwrap(),
+            )])
+            .await
+            .unwrap();
+        let api = AnomalyApi {
+            pool: None,
+            cache: Some(memory),
+            keys,
+            clock: Arc::new(move || now),
+        };
+        // the default window (24 h) reaches past what the cache covers: still the cache
+        let (status, v) = get(app(state(api.clone())), "/v1/anomalies?service=fs").await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        assert_eq!(v["source"], "cache");
+        assert_eq!(v["count"], 1);
+        // a service with nothing cached has no anomalies
+        let (status, v) = get(app(state(api.clone())), "/v1/anomalies?service=gh").await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        assert_eq!(v["count"], 0);
+        // across services only a table could answer
+        let (status, v) = get(app(state(api.clone())), "/v1/anomalies").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+        assert_eq!(v["error"]["code"], "unavailable");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains("service"),
+            "{v}"
+        );
+        // no cache either: 503 for a service too
+        let none = AnomalyApi { cache: None, ..api };
+        let (status, _) = get(app(state(none)), "/v1/anomalies?service=fs").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    }
+
     #[tokio::test]
     async fn bad_queries_get_a_400_naming_the_parameter() {
         let pool = crate::store::pool(&crate::store::StoreConfig::default()).unwrap();
         let api = AnomalyApi {
-            pool,
+            pool: Some(pool),
             cache: None,
             keys: KeySpace::new("x"),
             clock: Arc::new(|| 0),
