@@ -9,7 +9,9 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use crate::alert::{AlertMetrics, Alerter, AlerterArgs};
-use crate::anomaly::{AnomalyFeed, AnomalyMetrics, AnomalyStore, SinkArgs, StageArgs};
+use crate::anomaly::{
+    AnomalyFeed, AnomalyMetrics, AnomalyStore, AnomalyTable, SinkArgs, StageArgs,
+};
 use crate::api::{self, ApiState, Readiness, ReadinessCheck};
 use crate::cache::{self, CacheMetrics, CacheMode, CacheWriter, KeySpace};
 use crate::config::Config;
@@ -39,6 +41,14 @@ pub struct RunOptions {
     pub api_keys: Vec<(String, [u8; 32])>,
 }
 
+/// The durable store a run writes to.
+enum Durable {
+    /// The embedded Arrow store (`store.backend = "local"`).
+    Local(LocalStore),
+    /// PostgreSQL (`store.backend = "postgres"`).
+    Postgres(deadpool_postgres::Pool),
+}
+
 /// Runs the daemon until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     run_with(config, shutdown, RunOptions::default()).await
@@ -52,9 +62,10 @@ pub async fn run_with(
 ) -> anyhow::Result<()> {
     let metrics = Metrics::default();
     let partitions = Arc::new(Partitions::default());
-    // the durable store: PostgreSQL, or the embedded Arrow store (no PostgreSQL at all)
-    let local_store = match config.store.backend {
-        StoreBackend::Local => Some(
+    // the durable store: PostgreSQL, or the embedded Arrow store (no PostgreSQL at all: no
+    // pool is even built, and connecting is lazy, so nothing can connect to it)
+    let durable = match config.store.backend {
+        StoreBackend::Local => Durable::Local(
             LocalStore::open(LocalStoreArgs {
                 root: config.store.local_dir.clone(),
                 consumer_group: config.kafka.group_id.clone(),
@@ -67,21 +78,19 @@ pub async fn run_with(
                 )
             })?,
         ),
-        StoreBackend::Postgres => None,
+        StoreBackend::Postgres => Durable::Postgres(store::pool(&config.store)?),
     };
-    // PostgreSQL for everything kept there: None on the embedded store, where no stage may
-    // connect to it (connecting is lazy, so without a pool nothing can)
-    let pg = match config.store.backend {
-        StoreBackend::Postgres => Some(store::pool(&config.store)?),
-        StoreBackend::Local => None,
+    let (local_store, pg) = match &durable {
+        Durable::Local(local) => (Some(local.clone()), None),
+        // PostgreSQL for the stages that keep history there
+        Durable::Postgres(pool) => (None, Some(pool.clone())),
     };
-    let writer: Arc<dyn DurableSink> = match (&local_store, &pg) {
-        (Some(local), _) => {
+    let writer: Arc<dyn DurableSink> = match &durable {
+        Durable::Local(local) => {
             tracing::info!(dir = %config.store.local_dir.display(), "embedded store ready");
             Arc::new(local.clone())
         }
-        (None, None) => unreachable!("either the embedded store or PostgreSQL is configured"),
-        (None, Some(pool)) => {
+        Durable::Postgres(pool) => {
             if config.store.migrate_on_start {
                 let ran = store::prepare(pool, &config.store, &partitions, now_ms())
                     .await
@@ -116,7 +125,7 @@ pub async fn run_with(
         FeatureEngine::new(config.features.clone(), Arc::new(SystemClock))
             .context("[features] section")?,
     ));
-    // anomaly detection: each closed bucket → detectors → PostgreSQL, cache, alerts
+    // anomaly detection: each closed bucket → detectors → the anomalies table, cache, alerts
     let alert_metrics = AlertMetrics::default();
     let alerter = Alerter::start(AlerterArgs {
         config: config.alert.clone(),
@@ -132,34 +141,38 @@ pub async fn run_with(
         "alerting"
     );
     let anomaly_metrics = AnomalyMetrics::default();
+    // the anomalies table: PostgreSQL's, or the embedded store's Arrow files
+    let anomaly_table = match &durable {
+        Durable::Local(local) => {
+            AnomalyTable::local(local).context("opening the embedded store's anomalies table")?
+        }
+        Durable::Postgres(pool) => AnomalyTable::Postgres {
+            pool: pool.clone(),
+            partitions: partitions.clone(),
+        },
+    };
     let (anomaly_feed, anomaly_stage, anomaly_store) = if config.anomaly.enabled {
-        // the anomalies table is in PostgreSQL; on the embedded store they are cached only
-        let store = pg.clone().map(|pool| {
-            AnomalyStore::start(SinkArgs {
-                pool,
-                partitions: partitions.clone(),
-                batch_rows: config.anomaly.store_batch_rows,
-                flush_ms: config.anomaly.store_flush_ms,
-                queue_rows: config.anomaly.store_queue_rows,
-                metrics: anomaly_metrics.clone(),
-                shutdown: shutdown.clone(),
-            })
+        let store = AnomalyStore::start(SinkArgs {
+            table: anomaly_table.clone(),
+            batch_rows: config.anomaly.store_batch_rows,
+            flush_ms: config.anomaly.store_flush_ms,
+            queue_rows: config.anomaly.store_queue_rows,
+            metrics: anomaly_metrics.clone(),
+            shutdown: shutdown.clone(),
         });
         let (feed, records) = AnomalyFeed::channel(config.anomaly.queue_records, &anomaly_metrics);
         let stage = tokio::spawn(crate::anomaly::stage::run(StageArgs {
             config: config.anomaly.clone(),
             resolve_after_ms: config.alert.rules().resolve_after_ms,
             records,
-            sink: store
-                .as_ref()
-                .map_or_else(crate::anomaly::sink::AnomalySink::disabled, |s| s.sink()),
+            sink: store.sink(),
             cache: cache_writer.sender(),
             keys: KeySpace::new(&config.cache.key_prefix),
             alerts: alerter.sender(),
             metrics: anomaly_metrics.clone(),
             clock: Arc::new(now_ms),
         }));
-        (Some(feed), Some(stage), store)
+        (Some(feed), Some(stage), Some(store))
     } else {
         (None, None, None)
     };
@@ -243,8 +256,8 @@ pub async fn run_with(
     let lifecycle_metrics = crate::lifecycle::LifecycleMetrics::default();
     let lifecycle = config.retention.enabled.then(|| {
         let clock: Arc<dyn Fn() -> i64 + Send + Sync> = Arc::new(now_ms);
-        let pool = match (&local_store, &pg) {
-            (Some(local), _) => {
+        let pool = match &durable {
+            Durable::Local(local) => {
                 return crate::lifecycle::LocalJobs {
                     store: local.clone(),
                     config: config.retention.clone(),
@@ -253,8 +266,7 @@ pub async fn run_with(
                 }
                 .spawn()
             }
-            (None, Some(pool)) => pool,
-            (None, None) => unreachable!("either the embedded store or PostgreSQL is configured"),
+            Durable::Postgres(pool) => pool,
         };
         crate::lifecycle::Jobs {
             retention: crate::lifecycle::Retention::new(crate::lifecycle::RetentionArgs {
@@ -280,8 +292,8 @@ pub async fn run_with(
 
     let kafka_up = metrics.ingest.kafka_up.clone();
     let cache_status = cache_writer.status();
-    let store_check = match (&local_store, &pg) {
-        (Some(local), _) => {
+    let store_check = match &durable {
+        Durable::Local(local) => {
             let root = local.root().to_path_buf();
             ReadinessCheck {
                 name: "store",
@@ -292,7 +304,7 @@ pub async fn run_with(
                 }),
             }
         }
-        (None, Some(pool)) => {
+        Durable::Postgres(pool) => {
             let pool = pool.clone();
             ReadinessCheck {
                 name: "postgres",
@@ -303,7 +315,6 @@ pub async fn run_with(
                 }),
             }
         }
-        (None, None) => unreachable!("either the embedded store or PostgreSQL is configured"),
     };
     let readiness = Readiness {
         checks: vec![
@@ -348,12 +359,19 @@ pub async fn run_with(
             .with_fixed_keys(options.api_keys),
     );
     let key_refresher = tokio::spawn(key_cache.clone().run_refresher(shutdown.clone()));
-    // plans audit: a bounded queue and one batched writer, off the request path (the plans
-    // table is in PostgreSQL: no audit on the embedded store)
-    let (audit, audit_writer) = if let Some(pool) = pg.clone().filter(|_| config.api.audit) {
+    // plans audit: a bounded queue and one batched writer, off the request path, into the
+    // plans table (PostgreSQL's, or the embedded store's)
+    let (audit, audit_writer) = if config.api.audit {
+        let table = match &durable {
+            Durable::Local(local) => api::audit::AuditTable::local(local)
+                .context("opening the embedded store's plans table")?,
+            Durable::Postgres(pool) => api::audit::AuditTable::Postgres {
+                pool: pool.clone(),
+                partitions: partitions.clone(),
+            },
+        };
         let (sender, task) = api::audit::start(api::audit::AuditArgs {
-            pool,
-            partitions: partitions.clone(),
+            table,
             queue: config.api.audit_queue,
             batch: config.api.audit_batch,
             metrics: api_metrics.clone(),
@@ -392,7 +410,7 @@ pub async fn run_with(
         core: Arc::new(core),
         http: config.http.clone(),
         anomalies: config.anomaly.enabled.then(|| api::anomalies::AnomalyApi {
-            pool: pg.clone(),
+            table: Some(anomaly_table.clone()),
             cache: cache_backend.clone(),
             keys: KeySpace::new(&config.cache.key_prefix),
             clock: Arc::new(now_ms),
@@ -522,3 +540,4 @@ pub fn cancel_on_signals(token: CancellationToken) {
         token.cancel();
     });
 }
+

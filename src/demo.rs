@@ -4,8 +4,8 @@
 //! [generator](crate::generate) (first a backfill of recent history, then live samples);
 //! the hot cache is the in-process [`MemoryCache`](crate::cache::MemoryCache) with the same
 //! tiers; the durable store is the embedded [`LocalStore`](crate::store::LocalStore) (LZ4
-//! Arrow IPC files in daily folders, the archive's format, queried with DataFusion), so no
-//! external service is needed. Everything between them — ingest, features, forecasts, API —
+//! Arrow IPC files in daily folders, the archive's format, queried with DataFusion: samples,
+//! anomalies and the plans audit), so no external service is needed. Everything between them — ingest, features, forecasts, API —
 //! is the production code started by [`daemon::run_with`](crate::daemon::run_with). The API
 //! key the demo prints is made in memory for the run ([`DemoKey`]): there is no key table
 //! without PostgreSQL, and nothing here connects to PostgreSQL.
@@ -167,10 +167,9 @@ pub async fn run_with_key(
          -H 'Content-Type: application/json' -d '{{\"service_id\":\"github-000\",\"metric_name\":\"total_events\",\"context\":{{\"github_url\":\"https://github.com/acme/github-mcp\",\"expected_users\":2000,\"time_slot\":\"peak\"}}}}'\n  \
          servers:  curl -s http://{listen}/v1/servers {auth}\n  \
          stats:    curl -s http://{listen}/v1/stats {auth}\n  \
-         anomalies: curl -s 'http://{listen}/v1/anomalies?service=github-000&min_score=0.3' {auth}\n  \
+         anomalies: curl -s 'http://{listen}/v1/anomalies?min_score=0.3' {auth}\n  \
          query:    curl -s 'http://{listen}/v1/query?sql=SELECT%20service_id,count(*)%20FROM%20samples%20GROUP%20BY%201' {auth}\n  \
-         store:    embedded Arrow files in {} (archive: {}); no PostgreSQL\n            \
-         anomalies are kept in the in-process cache only, plans are not audited\n  \
+         store:    embedded Arrow files in {} (samples, anomalies, plans; archive: {}); no PostgreSQL\n  \
          stop:     Ctrl-C\n",
         args.servers,
         args.history_hours,
@@ -192,68 +191,23 @@ pub async fn run_with_key(
 mod tests {
     use super::*;
 
-    /// One request over a plain socket (the crate has no HTTP client): (status, body), or
-    /// `None` when the daemon does not answer within 10 s.
-    async fn http(
-        port: u16,
-        method: &str,
-        path: &str,
-        token: &str,
-        body: &str,
-    ) -> Option<(u16, String)> {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let exchange = async {
-            let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .ok()?;
-            s.write_all(
-                format!(
-                    "{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
-                     Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                )
-                .as_bytes(),
-            )
-            .await
-            .ok()?;
-            let mut buf = Vec::new();
-            s.read_to_end(&mut buf).await.ok()?;
-            let text = String::from_utf8_lossy(&buf).into_owned();
-            let status = text.get(9..12)?.parse().ok()?;
-            Some((status, text.split_once("\r\n\r\n")?.1.to_string()))
-        };
-        tokio::time::timeout(Duration::from_secs(10), exchange)
-            .await
-            .ok()
-            .flatten()
-    }
-
-    async fn http_get(port: u16, path: &str, token: &str) -> Option<(u16, String)> {
-        http(port, "GET", path, token, "").await
-    }
+    use crate::testing::{http, http_get};
 
     fn stored_total(metrics: &str) -> u64 {
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix("mcpwatch_samples_stored_total "))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0)
+        crate::api::stats::metric_sum(metrics, "mcpwatch_samples_stored_total") as u64
     }
 
     /// `mcpwatch demo` end to end with no external service: PostgreSQL's URL points where
     /// nothing listens, so anything that tried to connect would fail or hang. The embedded
     /// Kafka, cache and Arrow store; samples flow in, `/readyz` is ready, `/metrics` counts
     /// them, `/v1/query` reads them back from the Arrow files, the demo's in-memory key opens
-    /// the API, and `POST /plans` answers with the LSTM's 24 points.
+    /// the API, `POST /plans` answers with the LSTM's 24 points and is audited into the
+    /// embedded store, and `/v1/anomalies` reads the embedded store's table.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_demo_serves_with_no_external_service() {
         let root = std::env::temp_dir().join(format!("mcpwatch-demo-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = crate::testing::free_port();
         let mut config = Config::default();
         config.http.listen = format!("127.0.0.1:{port}");
         config.store.local_dir = root.join("store");
@@ -261,7 +215,7 @@ mod tests {
         config.store.url = "postgres://nobody@127.0.0.1:1/none".into();
         config.retention.archive_dir = root.join("archive");
         let key = DemoKey::generate();
-        let token = key.token.clone();
+        let (token, key_id) = (key.token.clone(), key.id.clone());
         let shutdown = CancellationToken::new();
         // a failing assertion still stops the demo: without it the runtime's drop waits for
         // the demo's blocking tasks forever and the test hangs instead of failing
@@ -372,13 +326,38 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
 
-        // anomalies: one service from the cache; across services there is no table
+        // anomalies across services come from the embedded store's table (the detectors
+        // learn 150 buckets first: the test's 52 have none to show yet)
+        let (status, body) = http_get(port, "/v1/anomalies", &token).await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("\"source\":\"database\""), "{body}");
         let (status, body) = http_get(port, "/v1/anomalies?service=github-000", &token)
             .await
             .unwrap();
         assert_eq!(status, 200, "{body}");
-        let (status, body) = http_get(port, "/v1/anomalies", &token).await.unwrap();
-        assert_eq!(status, 503, "{body}");
+
+        // the plan was audited into the embedded store, with the demo key's id
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let answer = http_get(
+                port,
+                "/v1/query?sql=SELECT%20count(*)%20AS%20n,%20max(key_id)%20AS%20k%20FROM%20plans%20WHERE%20service_id%3D'github-000'",
+                &token,
+            )
+            .await;
+            if let Some((200, body)) = &answer {
+                let v: serde_json::Value = serde_json::from_str(body).unwrap();
+                if v["rows"][0]["n"].as_u64().unwrap_or(0) >= 1 {
+                    assert_eq!(v["rows"][0]["k"], key_id.as_str(), "{body}");
+                    break;
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the plan was not audited: {answer:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
 
         shutdown.cancel();
         demo.await.unwrap().unwrap();
