@@ -541,3 +541,118 @@ pub fn cancel_on_signals(token: CancellationToken) {
     });
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::CacheBackend;
+    use crate::generate::{Traffic, TrafficArgs};
+    use crate::testing::{count, free_port, fresh_store, http, http_get, MockKafka};
+
+    /// The daemon on PostgreSQL, wired as on the embedded store but with every table there:
+    /// ready with the `postgres` check, a key from the table and a key the embedding passed
+    /// (`RunOptions`) both open the API, a plan is audited into PostgreSQL's `plans` table with
+    /// its caller's key id, and `/v1/anomalies` reads PostgreSQL's `anomalies` table.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_daemon_on_postgres_keeps_keys_audit_and_anomalies_there() {
+        let (pool, store) = fresh_store("daemon_pg").await;
+        let table_key = crate::api::auth::create_key(&pool, "table").await.unwrap();
+        let (fixed_id, fixed_token, fixed_hash) = crate::api::auth::generate();
+        let kafka = MockKafka::new(&[("metrics", 2), ("dead", 1)]).unwrap();
+        let now = now_ms();
+        let messages: Vec<(String, Vec<u8>)> = Traffic::new(TrafficArgs {
+            services: 3,
+            samples: usize::MAX,
+            malformed_ratio: 0.0,
+            start_ms: now - 12 * 3_600_000,
+            step_ms: 600_000,
+            ..TrafficArgs::default()
+        })
+        .take(3 * 72)
+        .map(|m| (m.key, m.payload))
+        .collect();
+        kafka.produce("metrics", &messages).unwrap();
+
+        let port = free_port();
+        let mut config = Config {
+            store,
+            ..Config::default()
+        };
+        config.kafka.brokers = kafka.brokers.clone();
+        config.kafka.topics = vec!["metrics".into()];
+        config.kafka.dead_letter_topic = "dead".into();
+        config.kafka.statistics_interval_ms = 1000;
+        config.kafka.group_id = format!("daemon-pg-{now}");
+        config.cache.backend = CacheBackend::Memory;
+        config.http.listen = format!("127.0.0.1:{port}");
+        config.retention.enabled = false;
+        let shutdown = CancellationToken::new();
+        // a failing assertion still stops the daemon (its blocking tasks would keep the
+        // runtime's drop waiting forever)
+        let _stop = shutdown.clone().drop_guard();
+        let mut daemon = tokio::spawn(run_with(
+            config,
+            shutdown.clone(),
+            RunOptions {
+                api_keys: vec![(fixed_id.clone(), fixed_hash)],
+            },
+        ));
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let mut last = None;
+        loop {
+            if daemon.is_finished() {
+                panic!("the daemon stopped early: {:?}", (&mut daemon).await);
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never ready with the samples stored; last /readyz: {last:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let ready = http_get(port, "/readyz", "").await;
+            let stored = count(&pool, "SELECT count(*) FROM samples").await;
+            if stored > 0 && ready.as_ref().is_some_and(|r| r.0 == 200) {
+                assert!(ready.unwrap().1.contains("\"postgres\":\"ok\""));
+                break;
+            }
+            last = ready;
+        }
+
+        // both keys open the API; another is refused
+        for token in [&table_key.token, &fixed_token] {
+            let (status, body) = http_get(port, "/v1/stats", token).await.unwrap();
+            assert_eq!(status, 200, "{body}");
+        }
+        let (_, other, _) = crate::api::auth::generate();
+        assert_eq!(http_get(port, "/v1/stats", &other).await.unwrap().0, 401);
+
+        // a plan, audited into PostgreSQL with the embedding's key id
+        let request = r#"{"service_id":"github-000","metric_name":"total_events","context":{"github_url":"https://github.com/acme/github-mcp"}}"#;
+        let (status, body) = http(port, "POST", "/plans", &fixed_token, request)
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "{body}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while count(
+            &pool,
+            &format!("SELECT count(*) FROM plans WHERE key_id = '{fixed_id}'"),
+        )
+        .await
+            == 0
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the plan was not audited"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+
+        // anomalies across services: PostgreSQL's table answers
+        let (status, body) = http_get(port, "/v1/anomalies", &table_key.token)
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("\"source\":\"database\""), "{body}");
+
+        shutdown.cancel();
+        daemon.await.unwrap().unwrap();
+    }
+}
