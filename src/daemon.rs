@@ -9,7 +9,9 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use crate::alert::{AlertMetrics, Alerter, AlerterArgs};
-use crate::anomaly::{AnomalyFeed, AnomalyMetrics, AnomalyStore, SinkArgs, StageArgs};
+use crate::anomaly::{
+    AnomalyFeed, AnomalyMetrics, AnomalyStore, AnomalyTable, SinkArgs, StageArgs,
+};
 use crate::api::{self, ApiState, Readiness, ReadinessCheck};
 use crate::cache::{self, CacheMetrics, CacheMode, CacheWriter, KeySpace};
 use crate::config::Config;
@@ -30,14 +32,40 @@ pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// What an embedding (the demo) adds to a run beyond the config.
+#[derive(Debug, Default)]
+pub struct RunOptions {
+    /// API keys `(id, SHA-256 of the secret)` held in memory only, valid next to the key
+    /// table's (if any) and never dropped by its refresh: the demo's key, which has no table
+    /// to live in on the embedded store.
+    pub api_keys: Vec<(String, [u8; 32])>,
+}
+
+/// The durable store a run writes to.
+enum Durable {
+    /// The embedded Arrow store (`store.backend = "local"`).
+    Local(LocalStore),
+    /// PostgreSQL (`store.backend = "postgres"`).
+    Postgres(deadpool_postgres::Pool),
+}
+
 /// Runs the daemon until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    run_with(config, shutdown, RunOptions::default()).await
+}
+
+/// [`run`] with what an embedding adds ([`RunOptions`]).
+pub async fn run_with(
+    config: Config,
+    shutdown: CancellationToken,
+    options: RunOptions,
+) -> anyhow::Result<()> {
     let metrics = Metrics::default();
-    let pool = store::pool(&config.store)?;
     let partitions = Arc::new(Partitions::default());
-    // the durable store: PostgreSQL, or the embedded Arrow store (no PostgreSQL at all)
-    let local_store = match config.store.backend {
-        StoreBackend::Local => Some(
+    // the durable store: PostgreSQL, or the embedded Arrow store (no PostgreSQL at all: no
+    // pool is even built, and connecting is lazy, so nothing can connect to it)
+    let durable = match config.store.backend {
+        StoreBackend::Local => Durable::Local(
             LocalStore::open(LocalStoreArgs {
                 root: config.store.local_dir.clone(),
                 consumer_group: config.kafka.group_id.clone(),
@@ -50,18 +78,21 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                 )
             })?,
         ),
-        StoreBackend::Postgres => None,
+        StoreBackend::Postgres => Durable::Postgres(store::pool(&config.store)?),
     };
-    // PostgreSQL for the stages that keep history there (None on the embedded store)
-    let pg = local_store.is_none().then(|| pool.clone());
-    let writer: Arc<dyn DurableSink> = match &local_store {
-        Some(local) => {
+    let (local_store, pg) = match &durable {
+        Durable::Local(local) => (Some(local.clone()), None),
+        // PostgreSQL for the stages that keep history there
+        Durable::Postgres(pool) => (None, Some(pool.clone())),
+    };
+    let writer: Arc<dyn DurableSink> = match &durable {
+        Durable::Local(local) => {
             tracing::info!(dir = %config.store.local_dir.display(), "embedded store ready");
             Arc::new(local.clone())
         }
-        None => {
+        Durable::Postgres(pool) => {
             if config.store.migrate_on_start {
-                let ran = store::prepare(&pool, &config.store, &partitions, now_ms())
+                let ran = store::prepare(pool, &config.store, &partitions, now_ms())
                     .await
                     .with_context(|| {
                         format!(
@@ -94,7 +125,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         FeatureEngine::new(config.features.clone(), Arc::new(SystemClock))
             .context("[features] section")?,
     ));
-    // anomaly detection: each closed bucket → detectors → PostgreSQL, cache, alerts
+    // anomaly detection: each closed bucket → detectors → the anomalies table, cache, alerts
     let alert_metrics = AlertMetrics::default();
     let alerter = Alerter::start(AlerterArgs {
         config: config.alert.clone(),
@@ -110,10 +141,19 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         "alerting"
     );
     let anomaly_metrics = AnomalyMetrics::default();
-    let (anomaly_feed, anomaly_stage, anomaly_store) = if config.anomaly.enabled {
-        let store = AnomalyStore::start(SinkArgs {
+    // the anomalies table: PostgreSQL's, or the embedded store's Arrow files
+    let anomaly_table = match &durable {
+        Durable::Local(local) => {
+            AnomalyTable::local(local).context("opening the embedded store's anomalies table")?
+        }
+        Durable::Postgres(pool) => AnomalyTable::Postgres {
             pool: pool.clone(),
             partitions: partitions.clone(),
+        },
+    };
+    let (anomaly_feed, anomaly_stage, anomaly_store) = if config.anomaly.enabled {
+        let store = AnomalyStore::start(SinkArgs {
+            table: anomaly_table.clone(),
             batch_rows: config.anomaly.store_batch_rows,
             flush_ms: config.anomaly.store_flush_ms,
             queue_rows: config.anomaly.store_queue_rows,
@@ -192,8 +232,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     .context("starting the Kafka source")?;
 
     // partitions for the days ahead, re-checked hourly
-    let maintenance = local_store.is_none().then(|| {
-        let (pool, partitions, shutdown) = (pool.clone(), partitions.clone(), shutdown.clone());
+    let maintenance = pg.clone().map(|pool| {
+        let (partitions, shutdown) = (partitions.clone(), shutdown.clone());
         let ahead = config.store.partitions_ahead_days;
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(3600));
@@ -216,15 +256,18 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let lifecycle_metrics = crate::lifecycle::LifecycleMetrics::default();
     let lifecycle = config.retention.enabled.then(|| {
         let clock: Arc<dyn Fn() -> i64 + Send + Sync> = Arc::new(now_ms);
-        if let Some(local) = &local_store {
-            return crate::lifecycle::LocalJobs {
-                store: local.clone(),
-                config: config.retention.clone(),
-                shutdown: shutdown.clone(),
-                clock,
+        let pool = match &durable {
+            Durable::Local(local) => {
+                return crate::lifecycle::LocalJobs {
+                    store: local.clone(),
+                    config: config.retention.clone(),
+                    shutdown: shutdown.clone(),
+                    clock,
+                }
+                .spawn()
             }
-            .spawn();
-        }
+            Durable::Postgres(pool) => pool,
+        };
         crate::lifecycle::Jobs {
             retention: crate::lifecycle::Retention::new(crate::lifecycle::RetentionArgs {
                 pool: pool.clone(),
@@ -249,9 +292,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 
     let kafka_up = metrics.ingest.kafka_up.clone();
     let cache_status = cache_writer.status();
-    let probe_pool = pool.clone();
-    let store_check = match &local_store {
-        Some(local) => {
+    let store_check = match &durable {
+        Durable::Local(local) => {
             let root = local.root().to_path_buf();
             ReadinessCheck {
                 name: "store",
@@ -262,14 +304,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                 }),
             }
         }
-        None => ReadinessCheck {
-            name: "postgres",
-            critical: true,
-            probe: Box::new(move || {
-                let pool = probe_pool.clone();
-                Box::pin(async move { store::ping(&pool).await })
-            }),
-        },
+        Durable::Postgres(pool) => {
+            let pool = pool.clone();
+            ReadinessCheck {
+                name: "postgres",
+                critical: true,
+                probe: Box::new(move || {
+                    let pool = pool.clone();
+                    Box::pin(async move { store::ping(&pool).await })
+                }),
+            }
+        }
     };
     let readiness = Readiness {
         checks: vec![
@@ -301,17 +346,32 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     lifecycle_metrics.register(&mut registry);
     let api_metrics = api::metrics::ApiMetrics::default();
     api_metrics.register(&mut registry);
-    // API keys: the whole table in memory, re-read every api.key_refresh_ms
-    let key_cache = Arc::new(api::auth::KeyCache::new(
-        Some(pool.clone()),
-        Duration::from_millis(config.api.key_refresh_ms),
-    ));
+    // API keys: the whole table in memory, re-read every api.key_refresh_ms, plus the
+    // embedding's keys (on the embedded store there is no table: those are all there is)
+    if pg.is_none() && options.api_keys.is_empty() && config.api.auth {
+        tracing::warn!(
+            "store.backend = \"local\" has no API key table: every keyed route answers 401 \
+             (run `mcpwatch demo`, which makes a key, or set api.auth = false)"
+        );
+    }
+    let key_cache = Arc::new(
+        api::auth::KeyCache::new(pg.clone(), Duration::from_millis(config.api.key_refresh_ms))
+            .with_fixed_keys(options.api_keys),
+    );
     let key_refresher = tokio::spawn(key_cache.clone().run_refresher(shutdown.clone()));
-    // plans audit: a bounded queue and one batched writer, off the request path
+    // plans audit: a bounded queue and one batched writer, off the request path, into the
+    // plans table (PostgreSQL's, or the embedded store's)
     let (audit, audit_writer) = if config.api.audit {
+        let table = match &durable {
+            Durable::Local(local) => api::audit::AuditTable::local(local)
+                .context("opening the embedded store's plans table")?,
+            Durable::Postgres(pool) => api::audit::AuditTable::Postgres {
+                pool: pool.clone(),
+                partitions: partitions.clone(),
+            },
+        };
         let (sender, task) = api::audit::start(api::audit::AuditArgs {
-            pool: pool.clone(),
-            partitions: partitions.clone(),
+            table,
             queue: config.api.audit_queue,
             batch: config.api.audit_batch,
             metrics: api_metrics.clone(),
@@ -332,7 +392,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             cache: cache_backend.clone(),
             cache_metrics: cache_metrics.clone(),
             keys: KeySpace::new(&config.cache.key_prefix),
-            pool: Some(pool.clone()),
+            pool: pg.clone(),
             auth: key_cache,
             audit,
             anomalies: forecast_anomalies,
@@ -350,7 +410,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         core: Arc::new(core),
         http: config.http.clone(),
         anomalies: config.anomaly.enabled.then(|| api::anomalies::AnomalyApi {
-            pool: pool.clone(),
+            table: Some(anomaly_table.clone()),
             cache: cache_backend.clone(),
             keys: KeySpace::new(&config.cache.key_prefix),
             clock: Arc::new(now_ms),
@@ -479,4 +539,120 @@ pub fn cancel_on_signals(token: CancellationToken) {
         tracing::info!("shutdown signal received");
         token.cancel();
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::CacheBackend;
+    use crate::generate::{Traffic, TrafficArgs};
+    use crate::testing::{count, free_port, fresh_store, http, http_get, MockKafka};
+
+    /// The daemon on PostgreSQL, wired as on the embedded store but with every table there:
+    /// ready with the `postgres` check, a key from the table and a key the embedding passed
+    /// (`RunOptions`) both open the API, a plan is audited into PostgreSQL's `plans` table with
+    /// its caller's key id, and `/v1/anomalies` reads PostgreSQL's `anomalies` table.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_daemon_on_postgres_keeps_keys_audit_and_anomalies_there() {
+        let (pool, store) = fresh_store("daemon_pg").await;
+        let table_key = crate::api::auth::create_key(&pool, "table").await.unwrap();
+        let (fixed_id, fixed_token, fixed_hash) = crate::api::auth::generate();
+        let kafka = MockKafka::new(&[("metrics", 2), ("dead", 1)]).unwrap();
+        let now = now_ms();
+        let messages: Vec<(String, Vec<u8>)> = Traffic::new(TrafficArgs {
+            services: 3,
+            samples: usize::MAX,
+            malformed_ratio: 0.0,
+            start_ms: now - 12 * 3_600_000,
+            step_ms: 600_000,
+            ..TrafficArgs::default()
+        })
+        .take(3 * 72)
+        .map(|m| (m.key, m.payload))
+        .collect();
+        kafka.produce("metrics", &messages).unwrap();
+
+        let port = free_port();
+        let mut config = Config {
+            store,
+            ..Config::default()
+        };
+        config.kafka.brokers = kafka.brokers.clone();
+        config.kafka.topics = vec!["metrics".into()];
+        config.kafka.dead_letter_topic = "dead".into();
+        config.kafka.statistics_interval_ms = 1000;
+        config.kafka.group_id = format!("daemon-pg-{now}");
+        config.cache.backend = CacheBackend::Memory;
+        config.http.listen = format!("127.0.0.1:{port}");
+        config.retention.enabled = false;
+        let shutdown = CancellationToken::new();
+        // a failing assertion still stops the daemon (its blocking tasks would keep the
+        // runtime's drop waiting forever)
+        let _stop = shutdown.clone().drop_guard();
+        let mut daemon = tokio::spawn(run_with(
+            config,
+            shutdown.clone(),
+            RunOptions {
+                api_keys: vec![(fixed_id.clone(), fixed_hash)],
+            },
+        ));
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let mut last = None;
+        loop {
+            if daemon.is_finished() {
+                panic!("the daemon stopped early: {:?}", (&mut daemon).await);
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never ready with the samples stored; last /readyz: {last:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let ready = http_get(port, "/readyz", "").await;
+            let stored = count(&pool, "SELECT count(*) FROM samples").await;
+            if stored > 0 && ready.as_ref().is_some_and(|r| r.0 == 200) {
+                assert!(ready.unwrap().1.contains("\"postgres\":\"ok\""));
+                break;
+            }
+            last = ready;
+        }
+
+        // both keys open the API; another is refused
+        for token in [&table_key.token, &fixed_token] {
+            let (status, body) = http_get(port, "/v1/stats", token).await.unwrap();
+            assert_eq!(status, 200, "{body}");
+        }
+        let (_, other, _) = crate::api::auth::generate();
+        assert_eq!(http_get(port, "/v1/stats", &other).await.unwrap().0, 401);
+
+        // a plan, audited into PostgreSQL with the embedding's key id
+        let request = r#"{"service_id":"github-000","metric_name":"total_events","context":{"github_url":"https://github.com/acme/github-mcp"}}"#;
+        let (status, body) = http(port, "POST", "/plans", &fixed_token, request)
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "{body}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while count(
+            &pool,
+            &format!("SELECT count(*) FROM plans WHERE key_id = '{fixed_id}'"),
+        )
+        .await
+            == 0
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the plan was not audited"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+
+        // anomalies across services: PostgreSQL's table answers
+        let (status, body) = http_get(port, "/v1/anomalies", &table_key.token)
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("\"source\":\"database\""), "{body}");
+
+        shutdown.cancel();
+        daemon.await.unwrap().unwrap();
+    }
 }

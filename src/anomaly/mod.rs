@@ -51,7 +51,7 @@ pub use bench::{run_bench, BenchReport};
 pub use detector::{build_detector, Detector, DETECTOR_NAMES};
 pub use nab::{run_nab_eval, NabReport};
 pub use record::{BucketRecord, Metric, METRIC_NAMES};
-pub use sink::{AnomalySink, AnomalyStore, SinkArgs};
+pub use sink::{AnomalySink, AnomalyStore, AnomalyTable, SinkArgs};
 pub use stage::{AnomalyFeed, AnomalyMetrics, StageArgs};
 
 /// Environment variable overriding [`AnomalyConfig::z_threshold`].

@@ -2,8 +2,13 @@
 //!
 //! With a `service`, the answer comes from the hot cache when the service's cached list
 //! ([`CachedAnomalies`]) is complete for the asked window; otherwise (no service, a window older
-//! than the cache holds, a cache miss or no cache) from PostgreSQL. The body says which:
-//! `"source": "cache" | "database"`.
+//! than the cache holds, a cache miss or no cache) from the `anomalies` table, in PostgreSQL or
+//! in the embedded store ([`AnomalyTable`]). The body says which: `"source": "cache" |
+//! "database"` (the table, whichever store holds it).
+//!
+//! Without a table, a service's question is answered from the cache alone (what the detection
+//! stage holds for it; a miss is an empty list), and a question across services, which only a
+//! table can answer, is a 503 saying so.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,7 +20,7 @@ use axum::Json;
 use serde::Serialize;
 
 use crate::alert::Anomaly;
-use crate::anomaly::sink::{self, AnomalyQuery};
+use crate::anomaly::sink::{AnomalyQuery, AnomalyTable};
 use crate::anomaly::stage::{CachedAnomalies, CACHE_KIND, CACHE_TIER};
 use crate::api::{ApiError, ApiState};
 use crate::cache::{HotCache, KeySpace, Source};
@@ -28,7 +33,8 @@ const MAX_LIMIT: usize = 1000;
 /// What `/v1/anomalies` reads.
 #[derive(Clone)]
 pub struct AnomalyApi {
-    pub pool: deadpool_postgres::Pool,
+    /// The anomalies table (`None`: no table, the cache is all there is).
+    pub table: Option<AnomalyTable>,
     /// The hot cache (`None`: every read goes to PostgreSQL).
     pub cache: Option<Arc<dyn HotCache>>,
     pub keys: KeySpace,
@@ -154,15 +160,19 @@ fn parse_time(s: &str) -> Option<i64> {
         .map(|d| d.timestamp_millis())
 }
 
-/// The cached answer, when the cache holds a complete one.
-async fn from_cache(api: &AnomalyApi, q: &AnomalyQuery) -> Option<Vec<Anomaly>> {
+/// What the cache holds for the query's service: `None` on a cache error, no cache or no
+/// service; an empty list on a miss; else the hits and whether they are complete for the
+/// asked window.
+async fn cached(api: &AnomalyApi, q: &AnomalyQuery) -> Option<(Vec<Anomaly>, bool)> {
     let service = q.service.as_deref()?;
     let cache = api.cache.as_ref()?;
     if !cache.is_available() {
         return None;
     }
     let key = api.keys.key(CACHE_TIER, service, CACHE_KIND);
-    let bytes = cache.get(&key).await.ok()??;
+    let Some(bytes) = cache.get(&key).await.ok()? else {
+        return Some((Vec::new(), false));
+    };
     let cached: CachedAnomalies = serde_json::from_slice(&bytes).ok()?;
     let hits: Vec<Anomaly> = cached
         .anomalies
@@ -171,7 +181,8 @@ async fn from_cache(api: &AnomalyApi, q: &AnomalyQuery) -> Option<Vec<Anomaly>> 
         .take(q.limit)
         .collect();
     // complete when the window is covered, or when the cache alone fills the limit
-    (q.since_ms >= cached.since_ms || hits.len() == q.limit).then_some(hits)
+    let complete = q.since_ms >= cached.since_ms || hits.len() == q.limit;
+    Some((hits, complete))
 }
 
 pub async fn list(
@@ -185,10 +196,21 @@ pub async fn list(
         .as_ref()
         .ok_or_else(|| ApiError::unavailable("anomaly detection is not running"))?;
     let q = parse_query(&params, (api.clock)())?;
-    let (anomalies, source) = match from_cache(api, &q).await {
-        Some(hits) => (hits, Source::Cache),
-        None => {
-            let rows = sink::query(&api.pool, &q).await.map_err(|e| {
+    let hits = cached(api, &q).await;
+    let (anomalies, source) = match (hits, &api.table) {
+        (Some((hits, true)), _) => (hits, Source::Cache),
+        // no table: what the cache holds is the whole answer
+        (Some((hits, false)), None) => (hits, Source::Cache),
+        (None, None) => {
+            return Err(ApiError::unavailable(if q.service.is_some() {
+                "anomalies are not stored here and the cache cannot answer"
+            } else {
+                "anomalies are not stored here: ask for one service (?service=…), answered \
+                 from the cache"
+            }))
+        }
+        (_, Some(table)) => {
+            let rows = table.query(&q).await.map_err(|e| {
                 tracing::warn!(error = %e, "anomaly query failed");
                 ApiError::unavailable("the anomaly store is unavailable")
             })?;
@@ -272,8 +294,10 @@ mod tests {
         let partitions = Arc::new(Partitions::default());
         let start = |batch_rows| {
             AnomalyStore::start(SinkArgs {
-                pool: pool.clone(),
-                partitions: partitions.clone(),
+                table: AnomalyTable::Postgres {
+                    pool: pool.clone(),
+                    partitions: partitions.clone(),
+                },
                 batch_rows,
                 flush_ms: 50,
                 queue_rows: 100,
@@ -318,7 +342,10 @@ mod tests {
         ));
         let keys = KeySpace::new("anomalies-api-test");
         let api = AnomalyApi {
-            pool: pool.clone(),
+            table: Some(AnomalyTable::Postgres {
+                pool: pool.clone(),
+                partitions: partitions.clone(),
+            }),
             cache: Some(memory.clone()),
             keys: keys.clone(),
             clock: Arc::new(move || now),
@@ -397,11 +424,180 @@ mod tests {
         assert_eq!(v["count"], 3);
     }
 
+    /// On the embedded store anomalies go through the same batching writer into Arrow files
+    /// (a replayed point is read back once, as last written), come back through the route
+    /// newest first, survive a reopen, and `/v1/query`'s DataFusion reads the same table.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stored_anomalies_are_served_from_the_embedded_store() {
+        let root =
+            std::env::temp_dir().join(format!("mcpwatch-anomalies-local-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let open = || {
+            crate::store::LocalStore::open(crate::store::LocalStoreArgs {
+                root: root.clone(),
+                consumer_group: "g".into(),
+                metrics: Default::default(),
+            })
+            .unwrap()
+        };
+        let now = crate::daemon::now_ms();
+        let rows = vec![
+            anomaly("fs", "cpu", now - 2 * 24 * HOUR, 0.9),
+            anomaly("fs", "errors", now - 3 * HOUR, 0.4),
+            anomaly("fs", "response_time", now - 2 * HOUR, 0.7),
+            anomaly("gh", "requests", now - HOUR, 0.35),
+        ];
+        let metrics = AnomalyMetrics::default();
+        let start = |table: AnomalyTable| {
+            AnomalyStore::start(SinkArgs {
+                table,
+                batch_rows: 2,
+                flush_ms: 50,
+                queue_rows: 100,
+                metrics: metrics.clone(),
+                shutdown: tokio_util::sync::CancellationToken::new(),
+            })
+        };
+        let store = open();
+        let writer = start(AnomalyTable::local(&store).unwrap());
+        for a in &rows {
+            assert!(writer.sink().offer(a.clone()));
+        }
+        writer.close().await;
+        assert_eq!(metrics.stored.get(), 4);
+        // a replay of a point with a new score: read back once, as last written
+        let mut replayed = rows[1].clone();
+        replayed.score = 0.45;
+        let writer = start(AnomalyTable::local(&store).unwrap());
+        writer.sink().offer(replayed.clone());
+        writer.close().await;
+        drop(store);
+
+        let store = open();
+        let api = AnomalyApi {
+            table: Some(AnomalyTable::local(&store).unwrap()),
+            cache: None,
+            keys: KeySpace::new("anomalies-local-test"),
+            clock: Arc::new(move || now),
+        };
+        let since = now - 3 * 24 * HOUR;
+        let (status, v) = get(
+            app(state(api.clone())),
+            &format!("/v1/anomalies?since={since}"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        assert_eq!(v["source"], "database");
+        let metrics_in_order: Vec<&str> = v["anomalies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["metric"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            metrics_in_order,
+            ["requests", "response_time", "errors", "cpu"]
+        );
+        let first = &v["anomalies"][0];
+        assert_eq!(first["service_id"], "gh");
+        assert_eq!(first["score"], 0.35);
+        assert_eq!(first["expected"], 1.5);
+        assert_eq!(first["severity"], "warning");
+        assert_eq!(first["source"], "stream");
+        assert_eq!(v["anomalies"][2]["score"], 0.45, "{v}");
+        // one service, a score floor; the default window is the last 24 h
+        let (_, v) = get(
+            app(state(api.clone())),
+            "/v1/anomalies?service=fs&min_score=0.5",
+        )
+        .await;
+        assert_eq!(v["count"], 1, "{v}");
+        assert_eq!(v["anomalies"][0]["metric"], "response_time");
+        let (_, v) = get(
+            app(state(api.clone())),
+            &format!("/v1/anomalies?service=fs&since={since}&limit=2"),
+        )
+        .await;
+        assert_eq!(v["count"], 2, "{v}");
+
+        // DataFusion sees the same table (the replay is a second row there)
+        let ctx = crate::lifecycle::query::context_over(std::slice::from_ref(&root))
+            .await
+            .unwrap();
+        let r = crate::lifecycle::query::run_query(
+            &ctx,
+            "SELECT count(*) AS n, count(DISTINCT metric) AS m FROM anomalies",
+            None,
+            std::time::Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+        let rows = crate::lifecycle::query::to_json_rows(&r).unwrap();
+        assert_eq!(rows[0]["n"], 5, "{rows}");
+        assert_eq!(rows[0]["m"], 4, "{rows}");
+        std::fs::remove_dir_all(&root).ok();
+    }
+
+    /// Without a table (the embedded store before it kept anomalies, or no store at all), a
+    /// service is answered from the cache, even for a window the cache does not cover, and a
+    /// question across services is a 503 saying why; nothing connects anywhere.
+    #[tokio::test]
+    async fn without_a_table_the_cache_answers_for_a_service() {
+        let now = 1_800_000_000_000;
+        let memory = Arc::new(MemoryCache::new(
+            &CacheConfig::default(),
+            Arc::new(CacheMetrics::new()),
+        ));
+        let keys = KeySpace::new("anomalies-no-table");
+        let cached = CachedAnomalies {
+            since_ms: now - 2 * HOUR,
+            anomalies: vec![anomaly("fs", "cpu", now - HOUR, 0.9)],
+        };
+        memory
+            .put_batch(&[Entry::new(
+                keys.key(CACHE_TIER, "fs", CACHE_KIND),
+                CACHE_TIER,
+                serde_json::to_vec(&cached).unwrap(),
+            )])
+            .await
+            .unwrap();
+        let api = AnomalyApi {
+            table: None,
+            cache: Some(memory),
+            keys,
+            clock: Arc::new(move || now),
+        };
+        // the default window (24 h) reaches past what the cache covers: still the cache
+        let (status, v) = get(app(state(api.clone())), "/v1/anomalies?service=fs").await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        assert_eq!(v["source"], "cache");
+        assert_eq!(v["count"], 1);
+        // a service with nothing cached has no anomalies
+        let (status, v) = get(app(state(api.clone())), "/v1/anomalies?service=gh").await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        assert_eq!(v["count"], 0);
+        // across services only a table could answer
+        let (status, v) = get(app(state(api.clone())), "/v1/anomalies").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+        assert_eq!(v["error"]["code"], "unavailable");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains("service"),
+            "{v}"
+        );
+        // no cache either: 503 for a service too
+        let none = AnomalyApi { cache: None, ..api };
+        let (status, _) = get(app(state(none)), "/v1/anomalies?service=fs").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    }
+
     #[tokio::test]
     async fn bad_queries_get_a_400_naming_the_parameter() {
         let pool = crate::store::pool(&crate::store::StoreConfig::default()).unwrap();
         let api = AnomalyApi {
-            pool,
+            table: Some(AnomalyTable::Postgres {
+                pool,
+                partitions: Default::default(),
+            }),
             cache: None,
             keys: KeySpace::new("x"),
             clock: Arc::new(|| 0),

@@ -11,6 +11,10 @@
 //! revoked with `mcpwatch apikey` (another process) takes effect within one refresh period
 //! plus one query — 2 s by default. If the table has never been read (PostgreSQL down at
 //! start) keyed routes answer 503; after that the last table read stays in force.
+//!
+//! An embedding can add keys held in memory only ([`KeyCache::with_fixed_keys`]): the demo's
+//! key on the embedded store, where there is no key table at all. The refresher never touches
+//! them.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -176,7 +180,10 @@ pub struct KeyCache {
     /// id → hash and revocation. Replaced wholesale by each refresh (write lock held for a
     /// swap only); read by every keyed request.
     keys: RwLock<Option<HashMap<Arc<str>, CachedKey>>>,
-    /// Where the table lives; `None` in tests that load keys by hand.
+    /// Keys held in memory only, next to the table's (never replaced by a refresh).
+    fixed: HashMap<Arc<str>, CachedKey>,
+    /// Where the table lives; `None` in tests that load keys by hand, and on the embedded
+    /// store (no key table).
     pool: Option<deadpool_postgres::Pool>,
     refresh: Duration,
 }
@@ -185,13 +192,44 @@ impl KeyCache {
     pub fn new(pool: Option<deadpool_postgres::Pool>, refresh: Duration) -> KeyCache {
         KeyCache {
             keys: RwLock::new(None),
+            fixed: HashMap::new(),
             pool,
             refresh,
         }
     }
 
+    /// Adds keys `(id, SHA-256 of the secret)` held in memory only: valid whatever the key
+    /// table says, and kept across refreshes. Without a key table (no pool) these are all
+    /// the keys there are, so the cache counts as read: other keys are unknown (401), not
+    /// unavailable (503).
+    pub fn with_fixed_keys(mut self, keys: impl IntoIterator<Item = (String, [u8; 32])>) -> Self {
+        self.fixed.extend(keys.into_iter().map(|(id, hash)| {
+            (
+                Arc::from(id),
+                CachedKey {
+                    hash,
+                    revoked: false,
+                },
+            )
+        }));
+        if self.pool.is_none() {
+            let table = self.keys.get_mut().unwrap_or_else(|e| e.into_inner());
+            table.get_or_insert_with(HashMap::new);
+        }
+        self
+    }
+
     /// Checks a bearer token.
     pub fn verify(&self, token: &str) -> Verdict {
+        if let Some((id, secret)) = parse_token(token) {
+            if let Some((id, key)) = self.fixed.get_key_value(id) {
+                return if bool::from(secret_hash(secret).ct_eq(&key.hash)) {
+                    Verdict::Valid(id.clone())
+                } else {
+                    Verdict::Unknown
+                };
+            }
+        }
         let guard = self.keys.read().unwrap_or_else(|e| e.into_inner());
         let Some(keys) = guard.as_ref() else {
             return Verdict::Unavailable;
@@ -330,5 +368,39 @@ mod tests {
         assert_ne!(other_id, id);
         cache.load([(id, hash, true)]);
         assert_eq!(cache.verify(&token), Verdict::Revoked);
+    }
+
+    /// Fixed keys (the demo's) need no table, and a refresh or a load never drops them.
+    #[tokio::test]
+    async fn fixed_keys_survive_refreshes_and_need_no_table() {
+        let (id, token, hash) = generate();
+        let (_, other, _) = generate();
+        let cache =
+            KeyCache::new(None, Duration::from_millis(10)).with_fixed_keys([(id.clone(), hash)]);
+        let valid = Verdict::Valid(Arc::from(id.as_str()));
+        assert_eq!(cache.verify(&token), valid);
+        // no table: an unknown key is a 401, not a 503
+        assert_eq!(cache.verify(&other), Verdict::Unknown);
+        assert_eq!(cache.verify("garbage"), Verdict::Unknown);
+        let cache = Arc::new(cache);
+        let shutdown = CancellationToken::new();
+        let refresher = tokio::spawn(cache.clone().run_refresher(shutdown.clone()));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(cache.verify(&token), valid);
+        cache.load([]);
+        assert_eq!(cache.verify(&token), valid);
+        shutdown.cancel();
+        refresher.await.unwrap();
+
+        // with a key table that was never read, the fixed key still passes; others wait
+        let pool = crate::store::pool(&crate::store::StoreConfig {
+            url: "postgres://nobody@127.0.0.1:1/none".into(),
+            ..Default::default()
+        })
+        .unwrap();
+        let cache =
+            KeyCache::new(Some(pool), Duration::from_secs(1)).with_fixed_keys([(id.clone(), hash)]);
+        assert_eq!(cache.verify(&token), valid);
+        assert_eq!(cache.verify(&other), Verdict::Unavailable);
     }
 }

@@ -100,8 +100,10 @@ async fn plans_audit_metrics_and_trend_on_real_services() {
     );
     let metrics = ApiMetrics::default();
     let (audit_tx, audit_task) = audit::start(AuditArgs {
-        pool: pool.clone(),
-        partitions: Arc::new(Partitions::default()),
+        table: audit::AuditTable::Postgres {
+            pool: pool.clone(),
+            partitions: Arc::new(Partitions::default()),
+        },
         queue: 100,
         batch: 10,
         metrics: metrics.clone(),

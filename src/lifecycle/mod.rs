@@ -77,8 +77,9 @@ impl LifecycleError {
 
 /// The lifecycle on the embedded store: every `aggregate_interval_secs` today's and
 /// yesterday's segments are compacted into one file per day (so queries open few files), and
-/// every `interval_secs` the days past `samples`' retention are compacted, verified and moved
-/// into the archive (or deleted when `archive = false`).
+/// every `interval_secs` the days past each table's retention (`samples`, and the tables the
+/// daemon keeps there: `anomalies`, `plans`) are compacted, verified and moved into the
+/// archive (or deleted when `archive = false`).
 pub struct LocalJobs {
     pub store: crate::store::LocalStore,
     pub config: RetentionConfig,
@@ -103,15 +104,28 @@ impl LocalJobs {
                             if let Err(e) = self.store.compact_day(day).await {
                                 tracing::warn!(error = %e, day, "compaction failed; the next run retries");
                             }
+                            for table in self.store.tables() {
+                                if let Err(e) = table.compact_day(day).await {
+                                    tracing::warn!(error = %e, table = table.name(), day, "compaction failed; the next run retries");
+                                }
+                            }
                         }
                     }
                     _ = retention.tick() => {
-                        let Some(days) = self.config.days_for("samples") else { continue };
                         let today = crate::store::copy::day_of((self.clock)());
                         let archive = self.config.archive.then_some(self.config.archive_dir.as_path());
-                        match self.store.retire_before(today, days, archive).await {
-                            Ok(retired) => tracing::info!(days = retired.len(), "embedded store retention"),
-                            Err(e) => tracing::error!(error = %e, "embedded store retention failed; the next interval retries"),
+                        if let Some(days) = self.config.days_for("samples") {
+                            match self.store.retire_before(today, days, archive).await {
+                                Ok(retired) => tracing::info!(days = retired.len(), "embedded store retention"),
+                                Err(e) => tracing::error!(error = %e, "embedded store retention failed; the next interval retries"),
+                            }
+                        }
+                        for table in self.store.tables() {
+                            let Some(days) = self.config.days_for(table.name()) else { continue };
+                            match table.retire_before(today, days, archive.map(Path::to_path_buf)).await {
+                                Ok(retired) => tracing::info!(table = table.name(), days = retired.len(), "embedded store retention"),
+                                Err(e) => tracing::error!(error = %e, table = table.name(), "embedded store retention failed; the next interval retries"),
+                            }
                         }
                     }
                 }

@@ -6,6 +6,7 @@
 //! <root>/samples/day=YYYY-MM-DD/seg-<seq>-<k>of<n>.arrow  one committed batch (its rows of that day)
 //! <root>/samples/day=YYYY-MM-DD/part-00000.arrow          compacted segments (through_seq in metadata)
 //! <root>/_offsets/<group>.json                             checkpoint: seq + offsets
+//! <root>/anomalies/…, <root>/plans/…                        the daemon's own tables ([`LocalTable`])
 //! ```
 //!
 //! A batch is one commit with a sequence number; its rows are split by day into `n` segment
@@ -34,12 +35,13 @@ use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
 use super::copy::day_of;
+use super::local_table::LocalTable;
 use super::sink::DurableSink;
 use super::writer::{PartitionOffset, WriteOutcome};
 use super::{StoreError, StoreMetrics};
 use crate::sample::Sample;
 
-const SEQ: &str = "mcpwatch.seq";
+pub(super) const SEQ: &str = "mcpwatch.seq";
 const PARTS: &str = "mcpwatch.parts";
 const OFFSETS: &str = "mcpwatch.offsets";
 const GROUP: &str = "mcpwatch.group";
@@ -112,7 +114,9 @@ pub fn samples_batch(schema: &SchemaRef, samples: &[&Sample]) -> Result<RecordBa
     RecordBatch::try_new(schema.clone(), columns).map_err(local_err("samples batch"))
 }
 
-fn local_err<E: std::fmt::Display>(what: impl std::fmt::Display) -> impl FnOnce(E) -> StoreError {
+pub(super) fn local_err<E: std::fmt::Display>(
+    what: impl std::fmt::Display,
+) -> impl FnOnce(E) -> StoreError {
     move |e| StoreError::Local(format!("{what}: {e}"))
 }
 
@@ -156,6 +160,8 @@ pub struct LocalStore {
     /// Serialises commits (sequence numbers and the checkpoint); held while a batch is
     /// written, so the ingest writers take turns.
     state: Arc<tokio::sync::Mutex<State>>,
+    /// The other tables opened so far, by name (compacted and retired with `samples`).
+    tables: Arc<std::sync::Mutex<BTreeMap<String, LocalTable>>>,
 }
 
 impl LocalStore {
@@ -174,6 +180,7 @@ impl LocalStore {
                 committed: 0,
                 offsets: BTreeMap::new(),
             })),
+            tables: Arc::default(),
             root: args.root,
         };
         store.recover()?;
@@ -182,6 +189,35 @@ impl LocalStore {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The table `name` (`<root>/<name>/day=…`) of rows of `schema`, opened on first use;
+    /// every later call returns the same table, whose appends, compactions and reads take
+    /// turns. `samples` is the store's own and cannot be opened this way.
+    pub fn table(&self, name: &str, schema: SchemaRef) -> Result<LocalTable, StoreError> {
+        if name == "samples" || !super::is_identifier(name) || name.starts_with('_') {
+            return Err(StoreError::Local(format!(
+                "{name:?} cannot be a table of the embedded store"
+            )));
+        }
+        let mut tables = self.tables.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = tables.get(name) {
+            if t.schema() != &schema {
+                return Err(StoreError::Local(format!(
+                    "table {name} is open with another schema"
+                )));
+            }
+            return Ok(t.clone());
+        }
+        let table = LocalTable::open(&self.root, name, schema)?;
+        tables.insert(name.to_string(), table.clone());
+        Ok(table)
+    }
+
+    /// The tables opened with [`LocalStore::table`] so far.
+    pub fn tables(&self) -> Vec<LocalTable> {
+        let tables = self.tables.lock().unwrap_or_else(|e| e.into_inner());
+        tables.values().cloned().collect()
     }
 
     fn checkpoint_path(&self) -> PathBuf {
@@ -199,40 +235,7 @@ impl LocalStore {
     }
 
     fn day_dirs(&self) -> Result<Vec<PathBuf>, StoreError> {
-        let dir = self.root.join("samples");
-        let mut out: Vec<PathBuf> = std::fs::read_dir(&dir)
-            .map_err(local_err(dir.display()))?
-            .filter_map(|e| e.ok())
-            .map(|e| e.path())
-            .filter(|p| {
-                p.is_dir()
-                    && p.file_name()
-                        .and_then(|n| n.to_str())
-                        .is_some_and(|n| n.starts_with("day="))
-            })
-            .collect();
-        out.sort();
-        Ok(out)
-    }
-
-    /// Segments of a day folder: (seq, k, n, path).
-    fn segments(dir: &Path) -> Result<Vec<(u64, u32, u32, PathBuf)>, StoreError> {
-        let mut out = Vec::new();
-        for e in std::fs::read_dir(dir).map_err(local_err(dir.display()))? {
-            let e = e.map_err(local_err(dir.display()))?;
-            let name = e.file_name();
-            let Some(name) = name.to_str() else { continue };
-            if name.ends_with(".tmp") {
-                // an interrupted write: never renamed, never committed
-                let _ = std::fs::remove_file(e.path());
-                continue;
-            }
-            if let Some((seq, k, n)) = parse_segment(name) {
-                out.push((seq, k, n, e.path()));
-            }
-        }
-        out.sort_by_key(|s| (s.0, s.1));
-        Ok(out)
+        day_folders(&self.root.join("samples"))
     }
 
     fn recover(&self) -> Result<(), StoreError> {
@@ -255,7 +258,7 @@ impl LocalStore {
         let mut max_seq = checkpoint.seq;
         for dir in self.day_dirs()? {
             let through = part_through(&dir.join(PART_FILE))?;
-            for (seq, k, n, path) in Self::segments(&dir)? {
+            for (seq, k, n, path) in segments(&dir)? {
                 if seq <= through {
                     // compacted already; a crash kept the segment
                     std::fs::remove_file(&path).map_err(local_err(path.display()))?;
@@ -391,37 +394,7 @@ impl LocalStore {
     }
 
     fn compact_day_blocking(&self, day: i64, committed: u64) -> Result<u64, StoreError> {
-        let dir = self.day_dir(day);
-        if !dir.is_dir() {
-            return Ok(0);
-        }
-        let part = dir.join(PART_FILE);
-        let through = part_through(&part)?;
-        let segments: Vec<(u64, PathBuf)> = Self::segments(&dir)?
-            .into_iter()
-            .filter(|s| s.0 > through && s.0 <= committed)
-            .map(|s| (s.0, s.3))
-            .collect();
-        let mut batches = Vec::new();
-        if part.is_file() {
-            batches.extend(read_batches(&part)?);
-        }
-        if segments.is_empty() {
-            return Ok(batches.iter().map(|b| b.num_rows() as u64).sum());
-        }
-        for (_, path) in &segments {
-            batches.extend(read_batches(path)?);
-        }
-        let merged = datafusion::arrow::compute::concat_batches(&self.schema, &batches)
-            .map_err(local_err("compaction"))?;
-        let new_through = segments.iter().map(|s| s.0).max().unwrap_or(through);
-        let meta: HashMap<String, String> = [(THROUGH.to_string(), new_through.to_string())].into();
-        let rows = merged.num_rows() as u64;
-        write_file(&part, &self.schema, meta, &[merged])?;
-        for (_, path) in &segments {
-            std::fs::remove_file(path).map_err(local_err(path.display()))?;
-        }
-        Ok(rows)
+        compact_dir(&self.day_dir(day), &self.schema, committed)
     }
 
     /// Days with a folder in the store, oldest first.
@@ -429,16 +402,7 @@ impl LocalStore {
         Ok(self
             .day_dirs()?
             .iter()
-            .filter_map(|p| {
-                let name = p.file_name()?.to_str()?.strip_prefix("day=")?;
-                let d = chrono::NaiveDate::parse_from_str(name, "%Y-%m-%d").ok()?;
-                Some(
-                    d.and_hms_opt(0, 0, 0)?
-                        .and_utc()
-                        .timestamp()
-                        .div_euclid(86_400),
-                )
-            })
+            .filter_map(|p| folder_day(p))
             .collect())
     }
 
@@ -457,64 +421,14 @@ impl LocalStore {
                 continue;
             }
             let rows = self.compact_day(day).await?;
-            let dir = self.day_dir(day);
-            match archive {
-                Some(root) => {
-                    let target = crate::lifecycle::Archive::new(root).day_dir("samples", day);
-                    let target_dir = target.parent().unwrap_or(root).to_path_buf();
-                    std::fs::create_dir_all(&target_dir)
-                        .map_err(local_err(target_dir.display()))?;
-                    let (read, bytes, sha256) =
-                        crate::lifecycle::archive::read_back(&dir.join(PART_FILE))
-                            .map_err(local_err("verifying the day before archiving"))?;
-                    if read != rows {
-                        return Err(StoreError::Local(format!(
-                            "{}: read back {read} rows, compacted {rows}",
-                            dir.display()
-                        )));
-                    }
-                    let manifest = crate::lifecycle::Manifest {
-                        version: 1,
-                        table: "samples".into(),
-                        day: crate::lifecycle::catalog::day_string(day),
-                        partition: format!("local:{}", dir.display()),
-                        rows,
-                        bytes,
-                        compression: "lz4_frame".into(),
-                        files: vec![crate::lifecycle::archive::ManifestFile {
-                            path: PART_FILE.into(),
-                            rows,
-                            bytes,
-                            sha256,
-                        }],
-                        schema: self
-                            .schema
-                            .fields()
-                            .iter()
-                            .map(|f| crate::lifecycle::archive::ManifestColumn {
-                                name: f.name().clone(),
-                                pg_type: String::new(),
-                                arrow_type: f.data_type().to_string(),
-                                nullable: true,
-                            })
-                            .collect(),
-                        created_at: chrono::Utc::now().to_rfc3339(),
-                    };
-                    let json =
-                        serde_json::to_vec_pretty(&manifest).map_err(local_err("manifest"))?;
-                    crate::lifecycle::archive::write_atomic(
-                        &dir.join(crate::lifecycle::archive::MANIFEST_FILE),
-                        &json,
-                    )
-                    .map_err(local_err("manifest"))?;
-                    // one rename moves the verified day (file + manifest) into the archive
-                    if target.exists() {
-                        std::fs::remove_dir_all(&target).map_err(local_err(target.display()))?;
-                    }
-                    std::fs::rename(&dir, &target).map_err(local_err(target.display()))?;
-                }
-                None => std::fs::remove_dir_all(&dir).map_err(local_err(dir.display()))?,
-            }
+            retire_day(
+                "samples",
+                day,
+                &self.day_dir(day),
+                &self.schema,
+                rows,
+                archive,
+            )?;
             retired.push(day);
         }
         Ok(retired)
@@ -553,8 +467,159 @@ impl DurableSink for LocalStore {
     }
 }
 
+/// The `day=YYYY-MM-DD` folders of a table folder, oldest first (none if it is missing).
+pub(super) fn day_folders(dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(local_err(dir.display())(e)),
+    };
+    let mut out: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.is_dir() && folder_day(p).is_some())
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+/// The day (days since the epoch) a `day=YYYY-MM-DD` folder holds.
+pub(super) fn folder_day(path: &Path) -> Option<i64> {
+    let name = path.file_name()?.to_str()?.strip_prefix("day=")?;
+    let d = chrono::NaiveDate::parse_from_str(name, "%Y-%m-%d").ok()?;
+    Some(
+        d.and_hms_opt(0, 0, 0)?
+            .and_utc()
+            .timestamp()
+            .div_euclid(86_400),
+    )
+}
+
+/// Segments of a day folder: (seq, k, n, path), by seq. Removes `*.tmp` leftovers.
+pub(super) fn segments(dir: &Path) -> Result<Vec<(u64, u32, u32, PathBuf)>, StoreError> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).map_err(local_err(dir.display()))? {
+        let e = e.map_err(local_err(dir.display()))?;
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.ends_with(".tmp") {
+            // an interrupted write: never renamed, never committed
+            let _ = std::fs::remove_file(e.path());
+            continue;
+        }
+        if let Some((seq, k, n)) = parse_segment(name) {
+            out.push((seq, k, n, e.path()));
+        }
+    }
+    out.sort_by_key(|s| (s.0, s.1));
+    Ok(out)
+}
+
+/// Merges a day folder's segments up to seq `committed` into its part file (which then
+/// records the seq it holds segments through), then deletes them. Returns the part's rows.
+pub(super) fn compact_dir(
+    dir: &Path,
+    schema: &SchemaRef,
+    committed: u64,
+) -> Result<u64, StoreError> {
+    if !dir.is_dir() {
+        return Ok(0);
+    }
+    let part = dir.join(PART_FILE);
+    let through = part_through(&part)?;
+    let segments: Vec<(u64, PathBuf)> = segments(dir)?
+        .into_iter()
+        .filter(|s| s.0 > through && s.0 <= committed)
+        .map(|s| (s.0, s.3))
+        .collect();
+    let mut batches = Vec::new();
+    if part.is_file() {
+        batches.extend(read_batches(&part)?);
+    }
+    if segments.is_empty() {
+        return Ok(batches.iter().map(|b| b.num_rows() as u64).sum());
+    }
+    for (_, path) in &segments {
+        batches.extend(read_batches(path)?);
+    }
+    let merged = datafusion::arrow::compute::concat_batches(schema, &batches)
+        .map_err(local_err("compaction"))?;
+    let new_through = segments.iter().map(|s| s.0).max().unwrap_or(through);
+    let meta: HashMap<String, String> = [(THROUGH.to_string(), new_through.to_string())].into();
+    let rows = merged.num_rows() as u64;
+    write_file(&part, schema, meta, &[merged])?;
+    for (_, path) in &segments {
+        std::fs::remove_file(path).map_err(local_err(path.display()))?;
+    }
+    Ok(rows)
+}
+
+/// Retires a compacted day folder of `table` holding `rows`: verified and moved into the
+/// archive's layout with a manifest (one rename), or deleted when there is no archive.
+pub(super) fn retire_day(
+    table: &str,
+    day: i64,
+    dir: &Path,
+    schema: &SchemaRef,
+    rows: u64,
+    archive: Option<&Path>,
+) -> Result<(), StoreError> {
+    let Some(root) = archive.filter(|_| rows > 0) else {
+        // nothing to keep (no archive, or an empty day)
+        return std::fs::remove_dir_all(dir).map_err(local_err(dir.display()));
+    };
+    let target = crate::lifecycle::Archive::new(root).day_dir(table, day);
+    let target_dir = target.parent().unwrap_or(root).to_path_buf();
+    std::fs::create_dir_all(&target_dir).map_err(local_err(target_dir.display()))?;
+    let (read, bytes, sha256) = crate::lifecycle::archive::read_back(&dir.join(PART_FILE))
+        .map_err(local_err("verifying the day before archiving"))?;
+    if read != rows {
+        return Err(StoreError::Local(format!(
+            "{}: read back {read} rows, compacted {rows}",
+            dir.display()
+        )));
+    }
+    let manifest = crate::lifecycle::Manifest {
+        version: 1,
+        table: table.into(),
+        day: crate::lifecycle::catalog::day_string(day),
+        partition: format!("local:{}", dir.display()),
+        rows,
+        bytes,
+        compression: "lz4_frame".into(),
+        files: vec![crate::lifecycle::archive::ManifestFile {
+            path: PART_FILE.into(),
+            rows,
+            bytes,
+            sha256,
+        }],
+        schema: schema
+            .fields()
+            .iter()
+            .map(|f| crate::lifecycle::archive::ManifestColumn {
+                name: f.name().clone(),
+                pg_type: String::new(),
+                arrow_type: f.data_type().to_string(),
+                nullable: true,
+            })
+            .collect(),
+        created_at: chrono::Utc::now().to_rfc3339(),
+    };
+    let json = serde_json::to_vec_pretty(&manifest).map_err(local_err("manifest"))?;
+    crate::lifecycle::archive::write_atomic(
+        &dir.join(crate::lifecycle::archive::MANIFEST_FILE),
+        &json,
+    )
+    .map_err(local_err("manifest"))?;
+    // one rename moves the verified day (file + manifest) into the archive
+    if target.exists() {
+        std::fs::remove_dir_all(&target).map_err(local_err(target.display()))?;
+    }
+    std::fs::rename(dir, &target).map_err(local_err(target.display()))
+}
+
 /// Writes batches as an LZ4 Arrow IPC file via `*.tmp`, fsync and rename.
-fn write_file(
+pub(super) fn write_file(
     path: &Path,
     schema: &SchemaRef,
     metadata: HashMap<String, String>,
@@ -597,7 +662,7 @@ fn read_metadata(path: &Path) -> Result<HashMap<String, String>, StoreError> {
     Ok(reader.custom_metadata().clone())
 }
 
-fn read_batches(path: &Path) -> Result<Vec<RecordBatch>, StoreError> {
+pub(super) fn read_batches(path: &Path) -> Result<Vec<RecordBatch>, StoreError> {
     let file = File::open(path).map_err(local_err(path.display()))?;
     let reader = FileReader::try_new(file, None).map_err(local_err(path.display()))?;
     reader
@@ -606,7 +671,7 @@ fn read_batches(path: &Path) -> Result<Vec<RecordBatch>, StoreError> {
 }
 
 /// The seq a part file includes segments through (0: no part file).
-fn part_through(path: &Path) -> Result<u64, StoreError> {
+pub(super) fn part_through(path: &Path) -> Result<u64, StoreError> {
     if !path.is_file() {
         return Ok(0);
     }

@@ -8,6 +8,7 @@
 mod config;
 pub mod copy;
 pub mod local;
+pub mod local_table;
 pub mod metrics;
 pub mod read;
 pub mod schema;
@@ -21,6 +22,7 @@ use std::time::Duration;
 
 pub use config::{is_identifier, StoreBackend, StoreConfig};
 pub use local::{LocalStore, LocalStoreArgs};
+pub use local_table::LocalTable;
 pub use metrics::StoreMetrics;
 pub use schema::{migrate, Partitions};
 pub use sink::DurableSink;
