@@ -17,8 +17,9 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::anomaly::BucketRecord;
 use crate::cache::{kind, CacheSender, HotCache, KeySpace, SampleView, Tier};
-use crate::features::{ClosedBucket, FeatureEngine, FEATURE_NAMES};
+use crate::features::{ClosedBucket, FeatureEngine, ManualClock, FEATURE_NAMES};
 use crate::sample::Sample;
 use crate::store::read::{samples_in, SampleRange};
 
@@ -112,7 +113,9 @@ pub struct DownstreamArgs {
     pub shutdown: CancellationToken,
     pub clock: Arc<dyn Fn() -> i64 + Send + Sync>,
     /// Each closed bucket goes to the anomaly detection stage (`try_send`: dropped and counted
-    /// when that stage is behind, never waited on). `None`: detection is off.
+    /// when that stage is behind, never waited on). `None`: detection is off. The buckets a
+    /// rebuild from PostgreSQL closes go there too, as history the detectors only learn from
+    /// ([`crate::anomaly::AnomalyFeed::offer_history`]).
     pub anomaly: Option<crate::anomaly::AnomalyFeed>,
 }
 
@@ -196,6 +199,11 @@ pub async fn run(mut args: DownstreamArgs) {
 /// rebalance) are rebuilt from their snapshot in the cache when there is one, else from their
 /// recent samples in PostgreSQL (the batch itself is already durable there, so only what came
 /// before it is replayed).
+///
+/// The buckets such a replay closes warm the anomaly detectors (offered as history, before
+/// the batch's own buckets, so they reach the stage first). A service restored from a snapshot
+/// whose detectors the anomaly stage does not hold (after a restart, or evicted there too) is
+/// replayed as well, through a scratch engine, for the detectors only.
 async fn restore_returning(args: &DownstreamArgs, batch: &[Sample]) {
     // each missing service with the time of its first sample in this batch
     let mut missing: Vec<(String, i64)> = {
@@ -214,6 +222,8 @@ async fn restore_returning(args: &DownstreamArgs, batch: &[Sample]) {
         return;
     }
     missing.sort_unstable();
+    // restored from a snapshot, but with cold detectors: replayed for the anomaly stage only
+    let mut cold: Vec<(String, i64)> = Vec::new();
     if let Some(cache) = args.cache_reader.as_ref().filter(|c| c.is_available()) {
         let keys: Vec<String> = missing
             .iter()
@@ -232,20 +242,37 @@ async fn restore_returning(args: &DownstreamArgs, batch: &[Sample]) {
                     }
                 }
             }
-            missing.retain(|(id, _)| !engine.contains(id));
+            let (restored, rest): (Vec<_>, Vec<_>) =
+                missing.into_iter().partition(|(id, _)| engine.contains(id));
+            missing = rest;
+            if let Some(feed) = &args.anomaly {
+                cold = restored
+                    .into_iter()
+                    .filter(|(id, _)| !feed.holds(id))
+                    .collect();
+            }
         }
     }
     if let Some(history) = &args.history {
-        if !missing.is_empty() {
-            rebuild_from_store(args, history, &missing).await;
+        if !missing.is_empty() || !cold.is_empty() {
+            rebuild_from_store(args, history, &missing, &cold).await;
         }
     }
 }
 
-/// Replays the missing services' samples from before `first_ts` out of PostgreSQL.
-async fn rebuild_from_store(args: &DownstreamArgs, h: &HistorySource, missing: &[(String, i64)]) {
+/// Replays the samples of `missing` (rebuilt in the engine) and `cold` (already restored from
+/// a snapshot: replayed through a scratch engine) from before their first sample in the batch
+/// out of PostgreSQL, and offers the buckets the replays closed to the anomaly stage as
+/// history, one queue slot per service the stage does not hold yet.
+async fn rebuild_from_store(
+    args: &DownstreamArgs,
+    h: &HistorySource,
+    missing: &[(String, i64)],
+    cold: &[(String, i64)],
+) {
     let ranges: Vec<SampleRange> = missing
         .iter()
+        .chain(cold)
         .map(|(id, first)| SampleRange {
             service_id: id.clone(),
             from_ms: first.saturating_sub(h.lookback_ms),
@@ -258,18 +285,53 @@ async fn rebuild_from_store(args: &DownstreamArgs, h: &HistorySource, missing: &
     };
     match read.await {
         Ok(samples) if !samples.is_empty() => {
-            let mut engine = args.engine.lock().expect("feature engine poisoned");
-            // the replay's closed buckets are history: they were offered when they first closed
-            engine.observe_batch(&samples);
-            let rebuilt = missing.iter().filter(|(id, _)| engine.contains(id)).count();
-            args.metrics.rebuilt_services.inc_by(rebuilt as u64);
-            args.metrics.rebuilt_samples.inc_by(samples.len() as u64);
+            let cold_ids: std::collections::HashSet<&str> =
+                cold.iter().map(|(id, _)| id.as_str()).collect();
+            let (warm_only, replay): (Vec<Sample>, Vec<Sample>) = samples
+                .into_iter()
+                .partition(|s| cold_ids.contains(s.service_id.as_str()));
+            // the replays' closed buckets were offered live when they first closed (before a
+            // restart, or by the replica that held the service): now they are history
+            let mut closed = Vec::new();
+            {
+                let mut engine = args.engine.lock().expect("feature engine poisoned");
+                if !replay.is_empty() {
+                    closed = engine.observe_batch(&replay);
+                    let rebuilt = missing.iter().filter(|(id, _)| engine.contains(id)).count();
+                    args.metrics.rebuilt_services.inc_by(rebuilt as u64);
+                    args.metrics.rebuilt_samples.inc_by(replay.len() as u64);
+                }
+                if !warm_only.is_empty() && args.anomaly.is_some() {
+                    let clock = Arc::new(ManualClock::new((args.clock)()));
+                    match FeatureEngine::new(engine.config().clone(), clock) {
+                        Ok(mut scratch) => closed.extend(scratch.observe_batch(&warm_only)),
+                        Err(e) => tracing::warn!(error = %e, "no scratch engine to warm detectors"),
+                    }
+                }
+            }
+            if let Some(feed) = &args.anomaly {
+                offer_history(feed, &closed);
+            }
         }
         Ok(_) => {}
         Err(e) => {
             args.metrics.rebuild_errors.inc();
             tracing::warn!(error = %e, services = missing.len(), "could not rebuild services from PostgreSQL; they start empty");
         }
+    }
+}
+
+/// Offers replayed closed buckets (grouped by service, oldest first, as a replay closes them)
+/// to the anomaly stage as history, one queue slot per service it does not hold. Called before
+/// the batch's own buckets are offered, from the same task, so each history is queued ahead of
+/// its service's live buckets; a history that finds the queue half full is dropped and counted
+/// (ingest never waits) and that service warms up on its live buckets.
+fn offer_history(feed: &crate::anomaly::AnomalyFeed, closed: &[ClosedBucket]) {
+    for service in closed.chunk_by(|a, b| a.service_id == b.service_id) {
+        if feed.holds(&service[0].service_id) {
+            continue;
+        }
+        feed.offer_history(service.iter().map(BucketRecord::from_closed).collect());
     }
 }
 

@@ -52,7 +52,7 @@ pub use detector::{build_detector, Detector, DETECTOR_NAMES};
 pub use nab::{run_nab_eval, NabReport};
 pub use record::{BucketRecord, Metric, METRIC_NAMES};
 pub use sink::{AnomalySink, AnomalyStore, SinkArgs};
-pub use stage::{AnomalyFeed, AnomalyMetrics, StageArgs};
+pub use stage::{AnomalyFeed, AnomalyMetrics, FeedItem, FeedReceiver, StageArgs};
 
 /// Environment variable overriding [`AnomalyConfig::z_threshold`].
 pub const ENV_ANOMALY_Z: &str = "ANOMALY_Z";
