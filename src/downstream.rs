@@ -627,4 +627,142 @@ mod tests {
         assert_eq!(got.window(), want.window());
         assert_eq!(engine.features("svc"), live.features("svc"));
     }
+
+    /// After a restart the detectors are warm at once: a service rebuilt from PostgreSQL and
+    /// one restored from its cached snapshot (detectors not held by the anomaly stage) both
+    /// have their replayed buckets offered as history, which the stage learns from without
+    /// scoring; only the live buckets are scored.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rebuilt_and_restored_services_warm_the_anomaly_detectors() {
+        use crate::anomaly::stage::{run as run_stage, StageArgs};
+        use crate::anomaly::{AnomalyConfig, AnomalyFeed, AnomalyMetrics, AnomalySink};
+        use crate::cache::MemoryCache;
+        use crate::store::{PartitionOffset, Partitions, StoreMetrics, Writer, WriterArgs};
+        let (pool, _) = crate::testing::fresh_store("downstream_warm").await;
+        let start = 1_763_683_200_000;
+        let hours = 200;
+        let history: Vec<Sample> = ["rebuilt", "restored"]
+            .iter()
+            .flat_map(|id| (0..hours).map(move |h| sample(id, start + h * HOUR, (h % 7) as f64)))
+            .collect();
+        Writer::new(WriterArgs {
+            pool: pool.clone(),
+            partitions: Arc::new(Partitions::default()),
+            consumer_group: "g".into(),
+            metrics: StoreMetrics::default(),
+        })
+        .write(
+            &history,
+            &[PartitionOffset {
+                topic: "t".into(),
+                partition: 0,
+                next: history.len() as i64,
+            }],
+        )
+        .await
+        .unwrap();
+        let clock = Arc::new(ManualClock::new(start + hours * HOUR + 120_000));
+        // "restored" left a snapshot in the cache before the restart
+        let mut before = FeatureEngine::new(FeaturesConfig::default(), clock.clone()).unwrap();
+        let restored: Vec<Sample> = history
+            .iter()
+            .filter(|s| s.service_id == "restored")
+            .cloned()
+            .collect();
+        before.observe_batch(&restored);
+        let config = CacheConfig::default();
+        let memory: Arc<dyn HotCache> =
+            Arc::new(MemoryCache::new(&config, Arc::new(CacheMetrics::new())));
+        let keys = KeySpace::new("test_warm");
+        memory
+            .put_batch(&[keys.entry(
+                Tier::Features,
+                "restored",
+                "snapshot",
+                before.snapshot("restored").unwrap(),
+            )])
+            .await
+            .unwrap();
+
+        let am = AnomalyMetrics::default();
+        let (feed, records) = AnomalyFeed::channel(64, &am);
+        let writer = CacheWriter::disabled(Arc::new(CacheMetrics::new()));
+        let stage_clock = clock.clone();
+        let anomaly_stage = tokio::spawn(run_stage(StageArgs {
+            config: AnomalyConfig::default(),
+            resolve_after_ms: 2 * HOUR,
+            records,
+            sink: AnomalySink::disabled(),
+            cache: writer.sender(),
+            keys: keys.clone(),
+            alerts: crate::alert::AlertSender::disabled(),
+            metrics: am.clone(),
+            clock: Arc::new(move || stage_clock.now_ms()),
+        }));
+        let engine: SharedEngine = Arc::new(Mutex::new(
+            FeatureEngine::new(FeaturesConfig::default(), clock.clone()).unwrap(),
+        ));
+        let (tx, rx) = mpsc::channel(4);
+        let metrics = DownstreamMetrics::default();
+        let ds_clock = clock.clone();
+        let probe = feed.clone();
+        let stage = tokio::spawn(run(DownstreamArgs {
+            batches: rx,
+            engine: engine.clone(),
+            cache: writer.sender(),
+            cache_reader: Some(memory),
+            anomaly: Some(feed),
+            history: Some(HistorySource {
+                pool: pool.clone(),
+                lookback_ms: 168 * HOUR,
+                max_rows: 10_000,
+            }),
+            keys,
+            metrics: metrics.clone(),
+            shutdown: CancellationToken::new(),
+            clock: Arc::new(move || ds_clock.now_ms()),
+        }));
+        // the first live samples after the restart close the last history hour live
+        let live = start + hours * HOUR + 60_000;
+        tx.send(Arc::new(vec![
+            sample("rebuilt", live, 3.0),
+            sample("restored", live, 3.0),
+        ]))
+        .await
+        .unwrap();
+        drop(tx);
+        stage.await.unwrap();
+        assert_eq!(metrics.rebuilt_services.get(), 1);
+        assert_eq!(metrics.restored_services.get(), 1);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while am.points.get() < 2 * 3 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the anomaly stage did not take the live buckets ({} points, {} history)",
+                am.points.get(),
+                am.history_points.get()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // each service replays the hours its 168 h lookback closes, 3 observed series each
+        // (cpu, requests, errors): what a fresh engine closes from those samples, more than
+        // the detectors' warm-up
+        let from = live - 168 * HOUR;
+        let window: Vec<Sample> = restored
+            .iter()
+            .filter(|s| s.ts_ms >= from)
+            .cloned()
+            .collect();
+        let replayed = FeatureEngine::new(FeaturesConfig::default(), clock.clone())
+            .unwrap()
+            .observe_batch(&window)
+            .len();
+        assert!(replayed > crate::anomaly::mcpwatch::Params::default().warmup as usize);
+        assert_eq!(am.history_points.get(), 2 * replayed as u64 * 3);
+        assert_eq!(am.history_dropped.get(), 0);
+        assert_eq!(am.records_out_of_order.get(), 0, "history came first");
+        assert!(probe.holds("rebuilt") && probe.holds("restored"));
+        drop(probe);
+        anomaly_stage.await.unwrap().unwrap();
+    }
 }
