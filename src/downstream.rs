@@ -17,8 +17,9 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::anomaly::BucketRecord;
 use crate::cache::{kind, CacheSender, HotCache, KeySpace, SampleView, Tier};
-use crate::features::{ClosedBucket, FeatureEngine, FEATURE_NAMES};
+use crate::features::{ClosedBucket, FeatureEngine, ManualClock, FEATURE_NAMES};
 use crate::sample::Sample;
 use crate::store::read::{samples_in, SampleRange};
 
@@ -112,7 +113,9 @@ pub struct DownstreamArgs {
     pub shutdown: CancellationToken,
     pub clock: Arc<dyn Fn() -> i64 + Send + Sync>,
     /// Each closed bucket goes to the anomaly detection stage (`try_send`: dropped and counted
-    /// when that stage is behind, never waited on). `None`: detection is off.
+    /// when that stage is behind, never waited on). `None`: detection is off. The buckets a
+    /// rebuild from PostgreSQL closes go there too, as history the detectors only learn from
+    /// ([`crate::anomaly::AnomalyFeed::offer_history`]).
     pub anomaly: Option<crate::anomaly::AnomalyFeed>,
 }
 
@@ -196,6 +199,11 @@ pub async fn run(mut args: DownstreamArgs) {
 /// rebalance) are rebuilt from their snapshot in the cache when there is one, else from their
 /// recent samples in PostgreSQL (the batch itself is already durable there, so only what came
 /// before it is replayed).
+///
+/// The buckets such a replay closes warm the anomaly detectors (offered as history, before
+/// the batch's own buckets, so they reach the stage first). A service restored from a snapshot
+/// whose detectors the anomaly stage does not hold (after a restart, or evicted there too) is
+/// replayed as well, through a scratch engine, for the detectors only.
 async fn restore_returning(args: &DownstreamArgs, batch: &[Sample]) {
     // each missing service with the time of its first sample in this batch
     let mut missing: Vec<(String, i64)> = {
@@ -214,6 +222,8 @@ async fn restore_returning(args: &DownstreamArgs, batch: &[Sample]) {
         return;
     }
     missing.sort_unstable();
+    // restored from a snapshot, but with cold detectors: replayed for the anomaly stage only
+    let mut cold: Vec<(String, i64)> = Vec::new();
     if let Some(cache) = args.cache_reader.as_ref().filter(|c| c.is_available()) {
         let keys: Vec<String> = missing
             .iter()
@@ -232,20 +242,37 @@ async fn restore_returning(args: &DownstreamArgs, batch: &[Sample]) {
                     }
                 }
             }
-            missing.retain(|(id, _)| !engine.contains(id));
+            let (restored, rest): (Vec<_>, Vec<_>) =
+                missing.into_iter().partition(|(id, _)| engine.contains(id));
+            missing = rest;
+            if let Some(feed) = &args.anomaly {
+                cold = restored
+                    .into_iter()
+                    .filter(|(id, _)| !feed.holds(id))
+                    .collect();
+            }
         }
     }
     if let Some(history) = &args.history {
-        if !missing.is_empty() {
-            rebuild_from_store(args, history, &missing).await;
+        if !missing.is_empty() || !cold.is_empty() {
+            rebuild_from_store(args, history, &missing, &cold).await;
         }
     }
 }
 
-/// Replays the missing services' samples from before `first_ts` out of PostgreSQL.
-async fn rebuild_from_store(args: &DownstreamArgs, h: &HistorySource, missing: &[(String, i64)]) {
+/// Replays the samples of `missing` (rebuilt in the engine) and `cold` (already restored from
+/// a snapshot: replayed through a scratch engine) from before their first sample in the batch
+/// out of PostgreSQL, and offers the buckets the replays closed to the anomaly stage as
+/// history, one queue slot per service the stage does not hold yet.
+async fn rebuild_from_store(
+    args: &DownstreamArgs,
+    h: &HistorySource,
+    missing: &[(String, i64)],
+    cold: &[(String, i64)],
+) {
     let ranges: Vec<SampleRange> = missing
         .iter()
+        .chain(cold)
         .map(|(id, first)| SampleRange {
             service_id: id.clone(),
             from_ms: first.saturating_sub(h.lookback_ms),
@@ -258,18 +285,53 @@ async fn rebuild_from_store(args: &DownstreamArgs, h: &HistorySource, missing: &
     };
     match read.await {
         Ok(samples) if !samples.is_empty() => {
-            let mut engine = args.engine.lock().expect("feature engine poisoned");
-            // the replay's closed buckets are history: they were offered when they first closed
-            engine.observe_batch(&samples);
-            let rebuilt = missing.iter().filter(|(id, _)| engine.contains(id)).count();
-            args.metrics.rebuilt_services.inc_by(rebuilt as u64);
-            args.metrics.rebuilt_samples.inc_by(samples.len() as u64);
+            let cold_ids: std::collections::HashSet<&str> =
+                cold.iter().map(|(id, _)| id.as_str()).collect();
+            let (warm_only, replay): (Vec<Sample>, Vec<Sample>) = samples
+                .into_iter()
+                .partition(|s| cold_ids.contains(s.service_id.as_str()));
+            // the replays' closed buckets were offered live when they first closed (before a
+            // restart, or by the replica that held the service): now they are history
+            let mut closed = Vec::new();
+            {
+                let mut engine = args.engine.lock().expect("feature engine poisoned");
+                if !replay.is_empty() {
+                    closed = engine.observe_batch(&replay);
+                    let rebuilt = missing.iter().filter(|(id, _)| engine.contains(id)).count();
+                    args.metrics.rebuilt_services.inc_by(rebuilt as u64);
+                    args.metrics.rebuilt_samples.inc_by(replay.len() as u64);
+                }
+                if !warm_only.is_empty() && args.anomaly.is_some() {
+                    let clock = Arc::new(ManualClock::new((args.clock)()));
+                    match FeatureEngine::new(engine.config().clone(), clock) {
+                        Ok(mut scratch) => closed.extend(scratch.observe_batch(&warm_only)),
+                        Err(e) => tracing::warn!(error = %e, "no scratch engine to warm detectors"),
+                    }
+                }
+            }
+            if let Some(feed) = &args.anomaly {
+                offer_history(feed, &closed);
+            }
         }
         Ok(_) => {}
         Err(e) => {
             args.metrics.rebuild_errors.inc();
             tracing::warn!(error = %e, services = missing.len(), "could not rebuild services from PostgreSQL; they start empty");
         }
+    }
+}
+
+/// Offers replayed closed buckets (grouped by service, oldest first, as a replay closes them)
+/// to the anomaly stage as history, one queue slot per service it does not hold. Called before
+/// the batch's own buckets are offered, from the same task, so each history is queued ahead of
+/// its service's live buckets; a history that finds the queue half full is dropped and counted
+/// (ingest never waits) and that service warms up on its live buckets.
+fn offer_history(feed: &crate::anomaly::AnomalyFeed, closed: &[ClosedBucket]) {
+    for service in closed.chunk_by(|a, b| a.service_id == b.service_id) {
+        if feed.holds(&service[0].service_id) {
+            continue;
+        }
+        feed.offer_history(service.iter().map(BucketRecord::from_closed).collect());
     }
 }
 
@@ -564,5 +626,143 @@ mod tests {
         assert_eq!(got.rows(), want.rows());
         assert_eq!(got.window(), want.window());
         assert_eq!(engine.features("svc"), live.features("svc"));
+    }
+
+    /// After a restart the detectors are warm at once: a service rebuilt from PostgreSQL and
+    /// one restored from its cached snapshot (detectors not held by the anomaly stage) both
+    /// have their replayed buckets offered as history, which the stage learns from without
+    /// scoring; only the live buckets are scored.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rebuilt_and_restored_services_warm_the_anomaly_detectors() {
+        use crate::anomaly::stage::{run as run_stage, StageArgs};
+        use crate::anomaly::{AnomalyConfig, AnomalyFeed, AnomalyMetrics, AnomalySink};
+        use crate::cache::MemoryCache;
+        use crate::store::{PartitionOffset, Partitions, StoreMetrics, Writer, WriterArgs};
+        let (pool, _) = crate::testing::fresh_store("downstream_warm").await;
+        let start = 1_763_683_200_000;
+        let hours = 200;
+        let history: Vec<Sample> = ["rebuilt", "restored"]
+            .iter()
+            .flat_map(|id| (0..hours).map(move |h| sample(id, start + h * HOUR, (h % 7) as f64)))
+            .collect();
+        Writer::new(WriterArgs {
+            pool: pool.clone(),
+            partitions: Arc::new(Partitions::default()),
+            consumer_group: "g".into(),
+            metrics: StoreMetrics::default(),
+        })
+        .write(
+            &history,
+            &[PartitionOffset {
+                topic: "t".into(),
+                partition: 0,
+                next: history.len() as i64,
+            }],
+        )
+        .await
+        .unwrap();
+        let clock = Arc::new(ManualClock::new(start + hours * HOUR + 120_000));
+        // "restored" left a snapshot in the cache before the restart
+        let mut before = FeatureEngine::new(FeaturesConfig::default(), clock.clone()).unwrap();
+        let restored: Vec<Sample> = history
+            .iter()
+            .filter(|s| s.service_id == "restored")
+            .cloned()
+            .collect();
+        before.observe_batch(&restored);
+        let config = CacheConfig::default();
+        let memory: Arc<dyn HotCache> =
+            Arc::new(MemoryCache::new(&config, Arc::new(CacheMetrics::new())));
+        let keys = KeySpace::new("test_warm");
+        memory
+            .put_batch(&[keys.entry(
+                Tier::Features,
+                "restored",
+                "snapshot",
+                before.snapshot("restored").unwrap(),
+            )])
+            .await
+            .unwrap();
+
+        let am = AnomalyMetrics::default();
+        let (feed, records) = AnomalyFeed::channel(64, &am);
+        let writer = CacheWriter::disabled(Arc::new(CacheMetrics::new()));
+        let stage_clock = clock.clone();
+        let anomaly_stage = tokio::spawn(run_stage(StageArgs {
+            config: AnomalyConfig::default(),
+            resolve_after_ms: 2 * HOUR,
+            records,
+            sink: AnomalySink::disabled(),
+            cache: writer.sender(),
+            keys: keys.clone(),
+            alerts: crate::alert::AlertSender::disabled(),
+            metrics: am.clone(),
+            clock: Arc::new(move || stage_clock.now_ms()),
+        }));
+        let engine: SharedEngine = Arc::new(Mutex::new(
+            FeatureEngine::new(FeaturesConfig::default(), clock.clone()).unwrap(),
+        ));
+        let (tx, rx) = mpsc::channel(4);
+        let metrics = DownstreamMetrics::default();
+        let ds_clock = clock.clone();
+        let probe = feed.clone();
+        let stage = tokio::spawn(run(DownstreamArgs {
+            batches: rx,
+            engine: engine.clone(),
+            cache: writer.sender(),
+            cache_reader: Some(memory),
+            anomaly: Some(feed),
+            history: Some(HistorySource {
+                pool: pool.clone(),
+                lookback_ms: 168 * HOUR,
+                max_rows: 10_000,
+            }),
+            keys,
+            metrics: metrics.clone(),
+            shutdown: CancellationToken::new(),
+            clock: Arc::new(move || ds_clock.now_ms()),
+        }));
+        // the first live samples after the restart close the last history hour live
+        let live = start + hours * HOUR + 60_000;
+        tx.send(Arc::new(vec![
+            sample("rebuilt", live, 3.0),
+            sample("restored", live, 3.0),
+        ]))
+        .await
+        .unwrap();
+        drop(tx);
+        stage.await.unwrap();
+        assert_eq!(metrics.rebuilt_services.get(), 1);
+        assert_eq!(metrics.restored_services.get(), 1);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while am.points.get() < 2 * 3 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the anomaly stage did not take the live buckets ({} points, {} history)",
+                am.points.get(),
+                am.history_points.get()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // each service replays the hours its 168 h lookback closes, 3 observed series each
+        // (cpu, requests, errors): what a fresh engine closes from those samples, more than
+        // the detectors' warm-up
+        let from = live - 168 * HOUR;
+        let window: Vec<Sample> = restored
+            .iter()
+            .filter(|s| s.ts_ms >= from)
+            .cloned()
+            .collect();
+        let replayed = FeatureEngine::new(FeaturesConfig::default(), clock.clone())
+            .unwrap()
+            .observe_batch(&window)
+            .len();
+        assert!(replayed > crate::anomaly::mcpwatch::Params::default().warmup as usize);
+        assert_eq!(am.history_points.get(), 2 * replayed as u64 * 3);
+        assert_eq!(am.history_dropped.get(), 0);
+        assert_eq!(am.records_out_of_order.get(), 0, "history came first");
+        assert!(probe.holds("rebuilt") && probe.holds("restored"));
+        drop(probe);
+        anomaly_stage.await.unwrap().unwrap();
     }
 }

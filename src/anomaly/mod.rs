@@ -52,7 +52,7 @@ pub use detector::{build_detector, Detector, DETECTOR_NAMES};
 pub use nab::{run_nab_eval, NabReport};
 pub use record::{BucketRecord, Metric, METRIC_NAMES};
 pub use sink::{AnomalySink, AnomalyStore, AnomalyTable, SinkArgs};
-pub use stage::{AnomalyFeed, AnomalyMetrics, StageArgs};
+pub use stage::{AnomalyFeed, AnomalyMetrics, FeedItem, FeedReceiver, StageArgs};
 
 /// Environment variable overriding [`AnomalyConfig::z_threshold`].
 pub const ENV_ANOMALY_Z: &str = "ANOMALY_Z";
@@ -123,7 +123,8 @@ pub struct AnomalyConfig {
     /// A service with no closed bucket for this long loses its detector state.
     pub idle_evict_secs: u64,
     /// Closed-bucket records queued between the features stage and this one; when full the
-    /// features stage drops (and counts) instead of waiting.
+    /// features stage drops (and counts) instead of waiting. A returning service's replayed
+    /// history takes one slot, and is only queued while at least half of them are free.
     pub queue_records: usize,
     /// Anomalies kept per service for the cache (`anomalies` kind, hourly tier).
     pub recent_per_service: usize,

@@ -14,9 +14,18 @@
 //! Memory is bounded twice: per series by the detector's fixed state
 //! ([`Detector::state_bytes`]), and in series by `max_services` (the least recently seen
 //! service is evicted to admit a new one) and `idle_evict_secs`.
+//!
+//! Detector state lives in memory only. So that a restart (or a rebalance handing this replica
+//! services it did not hold) is not followed by a warm-up blind spot of `warmup` buckets, the
+//! features stage replays a returning service's recent samples from PostgreSQL and offers the
+//! buckets that replay closes as **history** ([`AnomalyFeed::offer_history`]): the detectors
+//! learn from them, but a history point is never scored into an anomaly, a cached list, a score
+//! gauge or an alert event (`mcpwatch_anomaly_history_points_total` counts them). The stage
+//! publishes which services it holds ([`AnomalyFeed::holds`]) so the features stage knows which
+//! ones need that replay.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -97,6 +106,11 @@ pub struct AnomalyMetrics {
     pub store_dropped: Counter,
     /// Failed anomaly writes (each is retried before its rows are dropped).
     pub store_errors: Counter,
+    /// History points (replayed buckets of a returning service) the detectors learned from.
+    pub history_points: Counter,
+    /// History buckets not offered because the queue was at least half full (kept for live
+    /// records), or the stage was gone.
+    pub history_dropped: Counter,
 }
 
 impl AnomalyMetrics {
@@ -167,37 +181,70 @@ impl AnomalyMetrics {
             "Failed anomaly writes to PostgreSQL",
             self.store_errors.clone(),
         );
+        r.register(
+            "mcpwatch_anomaly_history_points",
+            "Replayed history points the detectors learned from (never scored or alerted on)",
+            self.history_points.clone(),
+        );
+        r.register(
+            "mcpwatch_anomaly_history_dropped",
+            "Replayed history buckets dropped because the detection queue was at least half full",
+            self.history_dropped.clone(),
+        );
     }
+}
+
+/// One entry of the stage's queue.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FeedItem {
+    /// A live closed bucket: scored, and what it scores is stored, cached, exported, alerted.
+    Live(BucketRecord),
+    /// One service's replayed buckets, oldest first: learned from, never scored into output.
+    /// A whole replay takes one queue slot.
+    History(Vec<BucketRecord>),
+}
+
+/// The services the stage holds detector state for, as the features stage sees them.
+pub type HeldServices = Arc<RwLock<HashSet<Arc<str>>>>;
+
+/// The receiving end of an [`AnomalyFeed`], for [`run`].
+pub struct FeedReceiver {
+    rx: mpsc::Receiver<FeedItem>,
+    held: HeldServices,
 }
 
 /// The features stage's handle: offers closed buckets without waiting.
 #[derive(Clone)]
 pub struct AnomalyFeed {
     /// Sending half of the stage's bounded queue; the stage's task owns the receiver.
-    tx: mpsc::Sender<BucketRecord>,
+    tx: mpsc::Sender<FeedItem>,
     /// Counts records dropped at the door (`mcpwatch_anomaly_records_dropped_total`).
     dropped: Counter,
+    /// Counts history buckets dropped at the door (`mcpwatch_anomaly_history_dropped_total`).
+    history_dropped: Counter,
+    /// Written by the stage, read by [`holds`](Self::holds).
+    held: HeldServices,
 }
 
 impl AnomalyFeed {
-    /// A feed and the receiving end for [`run`], holding `capacity` records.
-    pub fn channel(
-        capacity: usize,
-        metrics: &AnomalyMetrics,
-    ) -> (AnomalyFeed, mpsc::Receiver<BucketRecord>) {
+    /// A feed and the receiving end for [`run`], holding `capacity` items.
+    pub fn channel(capacity: usize, metrics: &AnomalyMetrics) -> (AnomalyFeed, FeedReceiver) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
+        let held = HeldServices::default();
         (
             AnomalyFeed {
                 tx,
                 dropped: metrics.records_dropped.clone(),
+                history_dropped: metrics.history_dropped.clone(),
+                held: held.clone(),
             },
-            rx,
+            FeedReceiver { rx, held },
         )
     }
 
     /// Offers one record; `false` when it was dropped (queue full or stage gone; counted).
     pub fn offer_record(&self, record: BucketRecord) -> bool {
-        if self.tx.try_send(record).is_ok() {
+        if self.tx.try_send(FeedItem::Live(record)).is_ok() {
             true
         } else {
             self.dropped.inc();
@@ -209,6 +256,37 @@ impl AnomalyFeed {
     pub fn offer(&self, bucket: &ClosedBucket) -> bool {
         self.offer_record(BucketRecord::from_closed(bucket))
     }
+
+    /// Offers one service's replayed closed buckets (oldest first) for the detectors to learn
+    /// from, in one queue slot. Never waits: a history is only queued while at least half the
+    /// queue is free, so a burst of replays (a restart, a rebalance) cannot crowd out live
+    /// records; otherwise it is dropped and its buckets counted in
+    /// `mcpwatch_anomaly_history_dropped_total`, and that service's detectors learn from its
+    /// live buckets instead. Queued before the service's live buckets (the caller offers it
+    /// first, from the same task), it reaches the stage before them; a history older than what
+    /// the stage already holds for a series is skipped there. `false` when dropped.
+    pub fn offer_history(&self, records: Vec<BucketRecord>) -> bool {
+        if records.is_empty() {
+            return true;
+        }
+        let n = records.len() as u64;
+        let room = self.tx.capacity() > self.tx.max_capacity() / 2;
+        if room && self.tx.try_send(FeedItem::History(records)).is_ok() {
+            true
+        } else {
+            self.history_dropped.inc_by(n);
+            false
+        }
+    }
+
+    /// Whether the stage holds detector state for `service` (as of the items it has taken off
+    /// the queue; an eviction shows here at once, a service still queued does not yet).
+    pub fn holds(&self, service: &str) -> bool {
+        self.held
+            .read()
+            .map(|h| h.contains(service))
+            .unwrap_or(false)
+    }
 }
 
 /// One series' detector and alert bookkeeping.
@@ -217,8 +295,10 @@ struct Series {
     /// Series time of the last abnormal point while the alerter may hold an incident open for
     /// this series (status updates are sent until it has seen `resolve_after` of normality).
     watching: Option<i64>,
-    /// Score of the latest point.
+    /// Score of the latest live point.
     score: f32,
+    /// Whether a live point was scored (a series only warmed by history exports no score).
+    live: bool,
 }
 
 /// Everything the stage keeps about one service.
@@ -232,6 +312,9 @@ struct ServiceState {
     since_ms: i64,
     /// Newest last, at most `recent_per_service`.
     recent: VecDeque<Anomaly>,
+    /// Whether the cached list was offered once (a service warmed by history only is not
+    /// cached until its first live bucket).
+    announced: bool,
 }
 
 impl ServiceState {
@@ -292,6 +375,8 @@ pub struct Detection {
     threshold: f64,
     resolve_after_ms: i64,
     services: HashMap<Arc<str>, ServiceState>,
+    /// The keys of `services`, shared with the [`AnomalyFeed`] ([`AnomalyFeed::holds`]).
+    held: HeldServices,
     /// Services currently exported with score gauges.
     exported: HashSet<Arc<str>>,
     metrics: AnomalyMetrics,
@@ -314,10 +399,33 @@ impl Detection {
             threshold,
             resolve_after_ms,
             services: HashMap::new(),
+            held: HeldServices::default(),
             exported: HashSet::new(),
             metrics,
             cfg,
         })
+    }
+
+    /// Publishes the services held into `held` (the feed's view) from now on.
+    pub fn with_held(mut self, held: HeldServices) -> Detection {
+        if let Ok(mut h) = held.write() {
+            h.clear();
+            h.extend(self.services.keys().cloned());
+        }
+        self.held = held;
+        self
+    }
+
+    fn held_insert(&self, id: &Arc<str>) {
+        if let Ok(mut h) = self.held.write() {
+            h.insert(id.clone());
+        }
+    }
+
+    fn held_remove(&self, id: &str) {
+        if let Ok(mut h) = self.held.write() {
+            h.remove(id);
+        }
     }
 
     /// The score from which a point is an anomaly.
@@ -344,14 +452,31 @@ impl Detection {
         self.services.get(service).map(ServiceState::cached)
     }
 
-    /// Latest score of (service, metric).
+    /// Latest score of (service, metric), once a live point was scored.
     pub fn score(&self, service: &str, metric: Metric) -> Option<f64> {
         let s = self.services.get(service)?.series[metric.index()].as_ref()?;
-        Some(f64::from(s.score))
+        s.live.then_some(f64::from(s.score))
     }
 
-    /// Scores one closed bucket at wall time `now`, appending what it produced to `out`.
-    pub fn observe(&mut self, rec: &BucketRecord, now: i64, out: &mut Outputs) {
+    /// Whether detector state is held for `service`.
+    pub fn holds(&self, service: &str) -> bool {
+        self.services.contains_key(service)
+    }
+
+    /// Takes one queue item at wall time `now`, appending what it produced to `out`.
+    pub fn take(&mut self, item: &FeedItem, now: i64, out: &mut Outputs) {
+        match item {
+            FeedItem::Live(rec) => self.observe(rec, now, out),
+            FeedItem::History(recs) => {
+                for rec in recs {
+                    self.learn(rec, now);
+                }
+            }
+        }
+    }
+
+    /// The state of `rec`'s service, created (evicting another beyond `max_services`) if new.
+    fn state_for(&mut self, rec: &BucketRecord, now: i64) -> &mut ServiceState {
         if !self.services.contains_key(&rec.service_id) {
             if self.services.len() >= self.cfg.max_services {
                 self.evict_least_recent();
@@ -364,16 +489,65 @@ impl Detection {
                     last_seen_wall: now,
                     since_ms: rec.start_ms,
                     recent: VecDeque::new(),
+                    announced: false,
                 },
             );
-            out.cache_dirty.push(rec.service_id.clone());
+            self.held_insert(&rec.service_id);
         }
-        let threshold = self.threshold;
-        let resolve_after_ms = self.resolve_after_ms;
+        self.services
+            .get_mut(&rec.service_id)
+            .expect("inserted above")
+    }
+
+    /// Feeds one history point (a replayed bucket) to the detectors to learn from, at wall time
+    /// `now`. It produces nothing: no anomaly, no cached list, no score, no alert event. A
+    /// point not newer than the service's last one is skipped (the stage already held the
+    /// service; not counted as out of order). Returns the values learned.
+    pub fn learn(&mut self, rec: &BucketRecord, now: i64) -> usize {
+        self.state_for(rec, now);
         let st = self
             .services
             .get_mut(&rec.service_id)
             .expect("inserted above");
+        if rec.start_ms <= st.last_start_ms {
+            return 0;
+        }
+        st.last_start_ms = rec.start_ms;
+        st.last_seen_wall = now;
+        // the cached list cannot claim to be complete over points that were not checked
+        st.since_ms = st.since_ms.max(rec.start_ms.saturating_add(1));
+        let mut learned = 0;
+        for &m in &self.metrics_set {
+            let Some(value) = rec.value(m) else {
+                continue;
+            };
+            let cfg = &self.cfg;
+            let series = st.series[m.index()].get_or_insert_with(|| Series {
+                detector: build_detector(&cfg.detector, cfg).expect("detector name validated"),
+                watching: None,
+                score: 0.0,
+                live: false,
+            });
+            series.detector.update(rec.start_ms, value);
+            learned += 1;
+        }
+        self.metrics.history_points.inc_by(learned as u64);
+        learned
+    }
+
+    /// Scores one closed bucket at wall time `now`, appending what it produced to `out`.
+    pub fn observe(&mut self, rec: &BucketRecord, now: i64, out: &mut Outputs) {
+        let threshold = self.threshold;
+        let resolve_after_ms = self.resolve_after_ms;
+        self.state_for(rec, now);
+        let st = self
+            .services
+            .get_mut(&rec.service_id)
+            .expect("inserted above");
+        if !st.announced {
+            st.announced = true;
+            out.cache_dirty.push(rec.service_id.clone());
+        }
         if rec.start_ms <= st.last_start_ms {
             self.metrics.records_out_of_order.inc();
             return;
@@ -389,11 +563,13 @@ impl Detection {
                 detector: build_detector(&cfg.detector, cfg).expect("detector name validated"),
                 watching: None,
                 score: 0.0,
+                live: false,
             });
             let expected = series.detector.expected(rec.start_ms);
             let score = series.detector.update(rec.start_ms, value);
             self.metrics.points.inc();
             series.score = score as f32;
+            series.live = true;
             if score >= threshold {
                 let severity = Severity::from_score(score, self.cfg.critical_score);
                 let a = Anomaly {
@@ -456,6 +632,7 @@ impl Detection {
             .map(|(id, _)| id.clone());
         if let Some(id) = oldest {
             self.services.remove(&id);
+            self.held_remove(&id);
             self.metrics.services_evicted.inc();
         }
     }
@@ -466,6 +643,11 @@ impl Detection {
         let before = self.services.len();
         self.services.retain(|_, s| s.last_seen_wall > horizon);
         let evicted = before - self.services.len();
+        if evicted > 0 {
+            if let Ok(mut h) = self.held.write() {
+                h.retain(|id| self.services.contains_key(id));
+            }
+        }
         self.metrics.services_evicted.inc_by(evicted as u64);
         evicted
     }
@@ -503,7 +685,7 @@ impl Detection {
         for id in &keep {
             let st = &self.services[id];
             for m in Metric::ALL {
-                if let Some(s) = &st.series[m.index()] {
+                if let Some(s) = st.series[m.index()].as_ref().filter(|s| s.live) {
                     self.metrics
                         .score
                         .get_or_create(&ScoreLabels {
@@ -527,8 +709,9 @@ pub struct StageArgs {
     pub config: AnomalyConfig,
     /// The alerter's hysteresis, so status updates are sent for as long as it needs them.
     pub resolve_after_ms: i64,
-    /// Closed-bucket records from the features stage ([`AnomalyFeed::channel`]).
-    pub records: mpsc::Receiver<BucketRecord>,
+    /// Closed-bucket records (live and history) from the features stage
+    /// ([`AnomalyFeed::channel`]).
+    pub records: FeedReceiver,
     /// Anomalies to PostgreSQL (batched off this task; never waits).
     pub sink: AnomalySink,
     /// Each service's recent anomalies to the cache (best effort; never waits).
@@ -551,15 +734,16 @@ pub async fn run(mut args: StageArgs) -> Result<(), AnomalyError> {
         args.config.clone(),
         args.resolve_after_ms,
         args.metrics.clone(),
-    )?;
+    )?
+    .with_held(args.records.held.clone());
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut out = Outputs::default();
     loop {
         tokio::select! {
-            rec = args.records.recv() => match rec {
-                Some(rec) => {
-                    detection.observe(&rec, (args.clock)(), &mut out);
+            item = args.records.rx.recv() => match item {
+                Some(item) => {
+                    detection.take(&item, (args.clock)(), &mut out);
                     publish(&args, &detection, &mut out);
                 }
                 None => break,

@@ -561,3 +561,204 @@ proptest! {
         prop_assert!(max_bytes <= bound, "{max_bytes} > {bound}");
     }
 }
+
+/// History records: hourly points of one metric, `from..to`.
+fn history(service: &str, s: &[f64], from: usize, to: usize, metric: Metric) -> Vec<BucketRecord> {
+    (from..to)
+        .map(|i| record(service, i, metric, s[i]))
+        .collect()
+}
+
+/// Replayed history warms the detectors silently: after 300 history points a live spike is an
+/// anomaly, while the same spike on a cold detector is still inside the 150-point warm-up; and
+/// the history itself (an outlier included) yields no anomaly, cached list, score or event.
+#[test]
+fn history_warms_the_detectors_without_producing_anything() {
+    let mut s = seasonal(303, 100.0, 30.0, 3.0, 7);
+    s[120] *= 4.0; // an outlier inside the history: learned from, never reported
+    s[300] *= 3.0; // the live spike (mcpwatch may confirm it on the point after)
+    let metrics = AnomalyMetrics::default();
+    let mut registry = Registry::default();
+    metrics.register(&mut registry);
+    let mut warm = Detection::new(cfg("mcpwatch"), 2 * HOUR, metrics.clone()).unwrap();
+    let mut out = Outputs::default();
+    let hist = history("svc", &s, 0, 300, Metric::Requests);
+    warm.take(&FeedItem::History(hist), T0, &mut out);
+    assert_eq!(out, Outputs::default(), "history produces nothing");
+    assert_eq!(metrics.history_points.get(), 300);
+    assert_eq!(
+        metrics.points.get(),
+        0,
+        "history points are not scored points"
+    );
+    assert!(warm.holds("svc"));
+    assert_eq!(warm.score("svc", Metric::Requests), None, "no score yet");
+    assert!(warm.cached("svc").unwrap().anomalies.is_empty());
+    warm.refresh_gauges();
+    let text = crate::telemetry::render(&registry);
+    assert!(!text.contains("mcpwatch_anomaly_score{"), "{text}");
+    assert!(!text.contains("mcpwatch_anomalies_total{"), "{text}");
+    assert!(
+        text.contains("mcpwatch_anomaly_history_points_total 300"),
+        "{text}"
+    );
+
+    // the live points start with the spike: scored by warm detectors
+    for (i, &v) in s.iter().enumerate().skip(300) {
+        warm.take(
+            &FeedItem::Live(record("svc", i, Metric::Requests, v)),
+            T0 + 1,
+            &mut out,
+        );
+    }
+    assert!(warm.score("svc", Metric::Requests).is_some());
+    assert_eq!(out.anomalies.len(), 1, "{:?}", out.anomalies);
+    let at = out.anomalies[0].ts_ms;
+    assert!((T0 + 300 * HOUR..=T0 + 301 * HOUR).contains(&at), "{at}");
+    assert!(out.events.iter().all(|e| e_ts(e) >= T0 + 300 * HOUR));
+    assert!(matches!(&out.events[0], AlertEvent::Anomaly(a) if a.ts_ms == at));
+    assert!(out.cache_dirty.iter().all(|id| &**id == "svc"));
+    assert!(!out.cache_dirty.is_empty());
+    // the cached list claims nothing about the (unchecked) history
+    let cached = warm.cached("svc").unwrap();
+    assert_eq!(cached.since_ms, T0 + 299 * HOUR + 1);
+    assert_eq!(cached.anomalies.len(), 1);
+    warm.refresh_gauges();
+    let text = crate::telemetry::render(&registry);
+    assert!(
+        text.contains("mcpwatch_anomaly_score{service=\"svc\",metric=\"requests\"}"),
+        "{text}"
+    );
+
+    // the same spike without history: still warming up, not scored
+    let cold_metrics = AnomalyMetrics::default();
+    let mut cold = Detection::new(cfg("mcpwatch"), 2 * HOUR, cold_metrics.clone()).unwrap();
+    let mut out = Outputs::default();
+    for (i, &v) in s.iter().enumerate().skip(250) {
+        cold.observe(&record("svc", i, Metric::Requests, v), T0, &mut out);
+    }
+    assert!(out.anomalies.is_empty(), "{:?}", out.anomalies);
+    assert_eq!(cold_metrics.history_points.get(), 0);
+}
+
+/// History older than what the stage holds is skipped (the stage already knew the service),
+/// without counting as out of order; history newer than it is learned.
+#[test]
+fn history_behind_the_held_state_is_skipped() {
+    let metrics = AnomalyMetrics::default();
+    let mut d = Detection::new(cfg("zscore"), 2 * HOUR, metrics.clone()).unwrap();
+    let mut out = Outputs::default();
+    d.observe(&record("svc", 10, Metric::Cpu, 1.0), T0, &mut out);
+    let s = vec![1.0; 20];
+    d.take(
+        &FeedItem::History(history("svc", &s, 5, 15, Metric::Cpu)),
+        T0,
+        &mut out,
+    );
+    assert_eq!(metrics.history_points.get(), 4, "11..15 only");
+    assert_eq!(metrics.records_out_of_order.get(), 0);
+    // live records behind the history are out of order as before
+    d.observe(&record("svc", 14, Metric::Cpu, 1.0), T0, &mut out);
+    assert_eq!(metrics.records_out_of_order.get(), 1);
+}
+
+/// A history takes one queue slot, and only while half the queue is free (live records keep
+/// the rest); what is not queued is counted, never waited for.
+#[test]
+fn history_keeps_half_the_queue_for_live_records() {
+    let metrics = AnomalyMetrics::default();
+    let (feed, _records) = AnomalyFeed::channel(4, &metrics);
+    let s = vec![1.0; 100];
+    assert!(feed.offer_history(history("a", &s, 0, 100, Metric::Cpu)));
+    assert!(feed.offer_history(history("b", &s, 0, 100, Metric::Cpu)));
+    // half full: a third history is dropped (and counted), live records still fit
+    assert!(!feed.offer_history(history("c", &s, 0, 100, Metric::Cpu)));
+    assert_eq!(metrics.history_dropped.get(), 100);
+    assert!(feed.offer_record(record("a", 100, Metric::Cpu, 1.0)));
+    assert!(feed.offer_record(record("b", 100, Metric::Cpu, 1.0)));
+    assert!(!feed.offer_record(record("c", 100, Metric::Cpu, 1.0)));
+    assert_eq!(metrics.records_dropped.get(), 1);
+    assert!(feed.offer_history(Vec::new()), "nothing to offer");
+}
+
+/// Through the stage's task: history queued before the live buckets warms the detectors, the
+/// feed learns that the stage holds the service, and only the live spike is alerted on and
+/// cached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_then_live_through_the_stage() {
+    let config = CacheConfig::default();
+    let cache_metrics = Arc::new(CacheMetrics::new());
+    let memory: Arc<dyn HotCache> = Arc::new(MemoryCache::new(&config, cache_metrics.clone()));
+    let writer = CacheWriter::start(memory.clone(), &config, cache_metrics).await;
+    let mut s = seasonal(310, 100.0, 30.0, 3.0, 7);
+    s[120] *= 4.0;
+    s[300] *= 3.0;
+    let metrics = AnomalyMetrics::default();
+    let (feed, records) = AnomalyFeed::channel(64, &metrics);
+    let (alert_tx, mut alert_rx) = mpsc::channel(1000);
+    let (_now, clock) = manual_clock(T0);
+    let keys = KeySpace::new("anomaly-history-test");
+    assert!(!feed.holds("svc"));
+    assert!(feed.offer_history(history("svc", &s, 0, 300, Metric::Requests)));
+    for (i, &v) in s.iter().enumerate().skip(300) {
+        assert!(feed.offer_record(record("svc", i, Metric::Requests, v)));
+    }
+    let stage = tokio::spawn(run(StageArgs {
+        config: cfg("mcpwatch"),
+        resolve_after_ms: 2 * HOUR,
+        records,
+        sink: AnomalySink::disabled(),
+        cache: writer.sender(),
+        keys: keys.clone(),
+        alerts: AlertSender::new(alert_tx, Counter::default()),
+        metrics: metrics.clone(),
+        clock,
+    }));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metrics.points.get() < 10 {
+        assert!(
+            Instant::now() < deadline,
+            "the stage did not take the records"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(feed.holds("svc"), "the feed sees what the stage holds");
+    drop(feed);
+    stage.await.unwrap().unwrap();
+    assert_eq!(metrics.history_points.get(), 300);
+    assert_eq!(metrics.points.get(), 10);
+    let mut anomalies = Vec::new();
+    while let Ok(e) = alert_rx.try_recv() {
+        assert!(
+            e_ts(&e) >= T0 + 300 * HOUR,
+            "an event for a history point: {e:?}"
+        );
+        if let AlertEvent::Anomaly(a) = e {
+            anomalies.push((a.ts_ms - T0) / HOUR);
+        }
+    }
+    assert_eq!(anomalies.len(), 1, "{anomalies:?}");
+    assert!((300..=301).contains(&anomalies[0]), "{anomalies:?}");
+    let key = keys.key(CACHE_TIER, "svc", CACHE_KIND);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let cached: CachedAnomalies = loop {
+        if let Some(b) = memory.get(&key).await.unwrap() {
+            let c: CachedAnomalies = serde_json::from_slice(&b).unwrap();
+            if !c.anomalies.is_empty() {
+                break c;
+            }
+        }
+        assert!(Instant::now() < deadline, "the cache never got the list");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(cached.anomalies.len(), 1);
+    assert_eq!(cached.anomalies[0].ts_ms, T0 + anomalies[0] * HOUR);
+    writer.close().await;
+}
+
+fn e_ts(e: &AlertEvent) -> i64 {
+    match e {
+        AlertEvent::Anomaly(a) | AlertEvent::ForecastAnomaly(a) => a.ts_ms,
+        AlertEvent::Status { ts_ms, .. } => *ts_ms,
+    }
+}
