@@ -44,6 +44,10 @@ pub struct TrafficArgs {
     pub start_ms: i64,
     /// Time between a service's consecutive samples.
     pub step_ms: i64,
+    /// Multiplies every server's request rate (1: the benches' levels, hundreds to tens of
+    /// thousands of requests per 30 minutes). The demo scales traffic down to the range the
+    /// shipped model was trained on (the seed cluster's ~10–100 events per 30 minutes).
+    pub request_scale: f64,
     pub seed: u64,
 }
 
@@ -56,6 +60,7 @@ impl Default for TrafficArgs {
             prometheus_ratio: 0.3,
             start_ms: 0,
             step_ms: 10_000,
+            request_scale: 1.0,
             seed: 7,
         }
     }
@@ -176,7 +181,15 @@ impl Traffic {
         let load = Self::seasonality(ts) * burst * self.rng.random_range(0.85..1.15);
         // `base` is the rate per 10 s: a longer step carries proportionally more requests, so
         // a bucket's total does not depend on how often a server reports
-        let requests = (s.base * load * args.step_ms as f64 / 10_000.0).round();
+        let expected = s.base * args.request_scale * load * args.step_ms as f64 / 10_000.0;
+        let requests = if args.request_scale == 1.0 {
+            expected.round()
+        } else {
+            // scaled down, a sample carries a request or two: rounding would erase the
+            // traffic, so the fraction is drawn (the mean stays `expected`). Unscaled streams
+            // draw nothing extra and stay identical to earlier versions'.
+            expected.floor() + f64::from(u8::from(self.rng.random_bool(expected.fract())))
+        };
         let errors = if incident {
             (requests * 0.2).round()
         } else {

@@ -5,7 +5,7 @@
 //!
 //! | component | weight | 1 when | 0 when |
 //! |---|---|---|---|
-//! | `postgres` (readiness check) | 25 | reachable | unreachable |
+//! | `postgres` or `store` (readiness check: the durable store) | 25 | reachable | unreachable |
 //! | `kafka` (readiness check) | 20 | connected | not |
 //! | `cache` (readiness check) | 10 | ready or disabled | degraded |
 //! | `cache_hit_rate` | 15 | ≥ 75 % (the seed's target) or no reads yet | 0 % (linear) |
@@ -187,7 +187,8 @@ pub async fn stats(State(state): State<ApiState>) -> Json<StatsResponse> {
     let mut urgent = Vec::new();
     for (check, ok) in state.readiness.checks.iter().zip(&checks) {
         let weight = match check.name {
-            "postgres" => 25.0,
+            // the durable store, PostgreSQL or the embedded one
+            "postgres" | "store" => 25.0,
             "kafka" => 20.0,
             "cache" => 10.0,
             _ => 10.0,
@@ -319,7 +320,7 @@ pub async fn stats(State(state): State<ApiState>) -> Json<StatsResponse> {
         },
         health: Health {
             score,
-            method: "weighted mean of the components (each 0..1) × 100; weights: postgres 25, kafka 20, cache 10, cache_hit_rate 15, consumer_lag 15, cache_memory 5, services 10 (components that do not apply are left out)".into(),
+            method: "weighted mean of the components (each 0..1) × 100; weights: postgres (or the embedded store) 25, kafka 20, cache 10, cache_hit_rate 15, consumer_lag 15, cache_memory 5, services 10 (components that do not apply are left out)".into(),
             components,
         },
         recommendations,
