@@ -60,9 +60,18 @@ create_topic() {
 }
 
 # Builds mcpwatch: release by default (benchmarks); MCPWATCH_PROFILE=debug reuses the test
-# build, which is all a correctness run (CI's e2e) needs.
+# build, which is all a correctness run (CI's e2e) needs. MCPWATCH_BIN=/path/to/mcpwatch
+# measures that binary instead, without building (e.g. a release build kept from earlier).
 build_release() {
   local profile="${MCPWATCH_PROFILE:-release}"
+  if [ -n "${MCPWATCH_BIN:-}" ]; then
+    [ -x "$MCPWATCH_BIN" ] || { echo "MCPWATCH_BIN=$MCPWATCH_BIN is not an executable" >&2; exit 2; }
+    MCPWATCH="$(mktemp "${TMPDIR:-/tmp}/mcpwatch-bin.XXXXXX")"
+    cp "$MCPWATCH_BIN" "$MCPWATCH"
+    chmod +x "$MCPWATCH"
+    CLEANUP+=("rm -f $MCPWATCH")
+    return
+  fi
   if [ "$profile" = debug ]; then
     (cd "$ROOT" && cargo build --quiet)
   else
