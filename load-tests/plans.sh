@@ -34,6 +34,7 @@ REDIS_URL="${MCPWATCH_TEST_REDIS_URL:-redis://127.0.0.1:6379}"
 build_release
 # the shared target directory is rebuilt by other checkouts too: run a private copy
 BIN_DIR="$(mktemp -d)"
+CLEANUP+=("rm -rf $BIN_DIR")
 cp "$MCPWATCH" "$BIN_DIR/mcpwatch"
 MCPWATCH="$BIN_DIR/mcpwatch"
 start_broker
@@ -56,8 +57,8 @@ export MCPWATCH_CACHE__BACKEND=redis
 export MCPWATCH_CACHE__URL="$REDIS_URL"
 export MCPWATCH_CACHE__KEY_PREFIX="bench-plans-$run_id"
 export MCPWATCH_HTTP__LISTEN="127.0.0.1:$HTTP_PORT"
-# the shipped model's 30-minute rows, and a cadence short enough to warm up within a minute
-export MCPWATCH_FEATURES__BUCKET_WIDTH_SECS=1800
+# the daemon's default 1 h buckets and hourly model (72 h of history: 72 buckets), and a
+# cadence short enough to warm up within a minute
 export MCPWATCH_FORECAST__CADENCE_SECS=15
 # one key drives the whole load: lift its limit above the offered rate
 export MCPWATCH_API__RATE_LIMIT_PER_SEC=1000000
@@ -75,7 +76,7 @@ KEY="$("$MCPWATCH" apikey create --name "load-$run_id" 2>/dev/null)"
 
 (cd "$ROOT" && exec "$MCPWATCH" run) &
 DAEMON_PID=$!
-trap 'kill $DAEMON_PID 2>/dev/null || true; wait $DAEMON_PID 2>/dev/null || true; kill ${BROKER_PID:-0} 2>/dev/null || true' EXIT
+CLEANUP+=("kill $DAEMON_PID")
 
 # metric 'REGEX': sum of the /metrics samples whose line matches ^REGEX
 metric() {
@@ -91,8 +92,16 @@ for i in $(seq 1 600); do
 done
 echo "forecasts so far: $(metric 'mcpwatch_forecast_forecasts_total')" >&2
 BODY="{\"service_id\":\"$SERVICE\",\"metric_name\":\"total_events\",\"context\":{\"github_url\":\"https://github.com/acme/github-mcp\",\"expected_users\":2000,\"time_slot\":\"peak\"}}"
-curl -s -X POST "http://127.0.0.1:$HTTP_PORT/plans" -H "Authorization: Bearer $KEY" \
-  -H 'Content-Type: application/json' -d "$BODY" | head -c 400 >&2; echo >&2
+SAMPLE_PLAN="$(curl -s -X POST "http://127.0.0.1:$HTTP_PORT/plans" -H "Authorization: Bearer $KEY" \
+  -H 'Content-Type: application/json' -d "$BODY")"
+echo "${SAMPLE_PLAN:0:400}" >&2
+# the load must exercise the LSTM path, not a fallback (an ONNX-less run says so and goes on)
+MODEL_VERSION="$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["prediction"]["model_version"])' "$SAMPLE_PLAN" 2>/dev/null || true)"
+echo "model_version of the plans under load: ${MODEL_VERSION:-unknown}" >&2
+if [ -n "${ORT_DYLIB_PATH:-}" ] && [[ "$MODEL_VERSION" != lstm* ]]; then
+  echo "the plans fall back ($MODEL_VERSION) although ONNX Runtime is present: not measuring that" >&2
+  exit 1
+fi
 before_cache=$(metric 'mcpwatch_plans_total[{][^}]*source="cache"')
 
 run_oha() { # url method [body]
