@@ -63,24 +63,22 @@ create_topic() {
 # build, which is all a correctness run (CI's e2e) needs. MCPWATCH_BIN=/path/to/mcpwatch
 # measures that binary instead, without building (e.g. a release build kept from earlier).
 build_release() {
-  local profile="${MCPWATCH_PROFILE:-release}"
+  local profile="${MCPWATCH_PROFILE:-release}" bin
   if [ -n "${MCPWATCH_BIN:-}" ]; then
     [ -x "$MCPWATCH_BIN" ] || { echo "MCPWATCH_BIN=$MCPWATCH_BIN is not an executable" >&2; exit 2; }
-    MCPWATCH="$(mktemp "${TMPDIR:-/tmp}/mcpwatch-bin.XXXXXX")"
-    cp "$MCPWATCH_BIN" "$MCPWATCH"
-    chmod +x "$MCPWATCH"
-    CLEANUP+=("rm -f $MCPWATCH")
-    return
-  fi
-  if [ "$profile" = debug ]; then
-    (cd "$ROOT" && cargo build --quiet)
+    bin="$MCPWATCH_BIN"
   else
-    (cd "$ROOT" && cargo build --release --quiet)
+    if [ "$profile" = debug ]; then
+      (cd "$ROOT" && cargo build --quiet)
+    else
+      (cd "$ROOT" && cargo build --release --quiet)
+    fi
+    bin="${CARGO_TARGET_DIR:-$ROOT/target}/$profile/mcpwatch"
   fi
   # a private copy: the target directory may be shared with other checkouts whose builds would
   # replace the binary under a running test
   MCPWATCH="$(mktemp "${TMPDIR:-/tmp}/mcpwatch-bin.XXXXXX")"
-  cp "${CARGO_TARGET_DIR:-$ROOT/target}/$profile/mcpwatch" "$MCPWATCH"
+  cp "$bin" "$MCPWATCH"
   chmod +x "$MCPWATCH"
   CLEANUP+=("rm -f $MCPWATCH")
 }

@@ -551,17 +551,9 @@ mod tests {
         writer.close().await;
     }
 
-    /// A service with no snapshot anywhere (e.g. handed over by a rebalance after its
-    /// snapshot expired) is rebuilt from its samples in PostgreSQL, to exactly the state the
-    /// live stream would have built.
-    #[tokio::test]
-    async fn a_service_without_snapshot_is_rebuilt_from_postgres() {
+    /// Commits `history` to PostgreSQL the way ingest does (one batch, its offsets with it).
+    async fn store_history(pool: &deadpool_postgres::Pool, history: &[Sample]) {
         use crate::store::{PartitionOffset, Partitions, StoreMetrics, Writer, WriterArgs};
-        let (pool, _) = crate::testing::fresh_store("downstream_rebuild").await;
-        let start = 1_763_683_200_000;
-        let history: Vec<Sample> = (0..30 * 4)
-            .map(|q| sample("svc", start + q * HOUR / 4, (q % 7) as f64))
-            .collect();
         Writer::new(WriterArgs {
             pool: pool.clone(),
             partitions: Arc::new(Partitions::default()),
@@ -569,15 +561,28 @@ mod tests {
             metrics: StoreMetrics::default(),
         })
         .write(
-            &history,
+            history,
             &[PartitionOffset {
                 topic: "t".into(),
                 partition: 0,
-                next: 120,
+                next: history.len() as i64,
             }],
         )
         .await
         .unwrap();
+    }
+
+    /// A service with no snapshot anywhere (e.g. handed over by a rebalance after its
+    /// snapshot expired) is rebuilt from its samples in PostgreSQL, to exactly the state the
+    /// live stream would have built.
+    #[tokio::test]
+    async fn a_service_without_snapshot_is_rebuilt_from_postgres() {
+        let (pool, _) = crate::testing::fresh_store("downstream_rebuild").await;
+        let start = 1_763_683_200_000;
+        let history: Vec<Sample> = (0..30 * 4)
+            .map(|q| sample("svc", start + q * HOUR / 4, (q % 7) as f64))
+            .collect();
+        store_history(&pool, &history).await;
         let live_sample = sample("svc", start + 30 * HOUR + 60_000, 3.0);
         // what a replica that saw everything live holds
         // the stage's maintenance tick closes what the clock allows; the live engine does too
@@ -637,7 +642,6 @@ mod tests {
         use crate::anomaly::stage::{run as run_stage, StageArgs};
         use crate::anomaly::{AnomalyConfig, AnomalyFeed, AnomalyMetrics, AnomalySink};
         use crate::cache::MemoryCache;
-        use crate::store::{PartitionOffset, Partitions, StoreMetrics, Writer, WriterArgs};
         let (pool, _) = crate::testing::fresh_store("downstream_warm").await;
         let start = 1_763_683_200_000;
         let hours = 200;
@@ -645,22 +649,7 @@ mod tests {
             .iter()
             .flat_map(|id| (0..hours).map(move |h| sample(id, start + h * HOUR, (h % 7) as f64)))
             .collect();
-        Writer::new(WriterArgs {
-            pool: pool.clone(),
-            partitions: Arc::new(Partitions::default()),
-            consumer_group: "g".into(),
-            metrics: StoreMetrics::default(),
-        })
-        .write(
-            &history,
-            &[PartitionOffset {
-                topic: "t".into(),
-                partition: 0,
-                next: history.len() as i64,
-            }],
-        )
-        .await
-        .unwrap();
+        store_history(&pool, &history).await;
         let clock = Arc::new(ManualClock::new(start + hours * HOUR + 120_000));
         // "restored" left a snapshot in the cache before the restart
         let mut before = FeatureEngine::new(FeaturesConfig::default(), clock.clone()).unwrap();

@@ -301,6 +301,18 @@ struct Series {
     live: bool,
 }
 
+impl Series {
+    /// The series in `slot`, started with a fresh detector if there is none yet.
+    fn get_or_new<'a>(slot: &'a mut Option<Series>, cfg: &AnomalyConfig) -> &'a mut Series {
+        slot.get_or_insert_with(|| Series {
+            detector: build_detector(&cfg.detector, cfg).expect("detector name validated"),
+            watching: None,
+            score: 0.0,
+            live: false,
+        })
+    }
+}
+
 /// Everything the stage keeps about one service.
 struct ServiceState {
     series: [Option<Series>; 5],
@@ -521,13 +533,7 @@ impl Detection {
             let Some(value) = rec.value(m) else {
                 continue;
             };
-            let cfg = &self.cfg;
-            let series = st.series[m.index()].get_or_insert_with(|| Series {
-                detector: build_detector(&cfg.detector, cfg).expect("detector name validated"),
-                watching: None,
-                score: 0.0,
-                live: false,
-            });
+            let series = Series::get_or_new(&mut st.series[m.index()], &self.cfg);
             series.detector.update(rec.start_ms, value);
             learned += 1;
         }
@@ -558,13 +564,7 @@ impl Detection {
             let Some(value) = rec.value(m) else {
                 continue;
             };
-            let cfg = &self.cfg;
-            let series = st.series[m.index()].get_or_insert_with(|| Series {
-                detector: build_detector(&cfg.detector, cfg).expect("detector name validated"),
-                watching: None,
-                score: 0.0,
-                live: false,
-            });
+            let series = Series::get_or_new(&mut st.series[m.index()], &self.cfg);
             let expected = series.detector.expected(rec.start_ms);
             let score = series.detector.update(rec.start_ms, value);
             self.metrics.points.inc();

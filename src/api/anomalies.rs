@@ -266,6 +266,29 @@ mod tests {
         state
     }
 
+    /// The answer to `?since=` over the seeded anomalies: every service, newest first, from
+    /// the table.
+    fn assert_every_service_newest_first(status: StatusCode, v: &serde_json::Value) {
+        assert_eq!(status, StatusCode::OK, "{v}");
+        assert_eq!(v["source"], "database");
+        let metrics_in_order: Vec<&str> = v["anomalies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["metric"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            metrics_in_order,
+            ["requests", "response_time", "errors", "cpu"]
+        );
+        let first = &v["anomalies"][0];
+        assert_eq!(first["service_id"], "gh");
+        assert_eq!(first["score"], 0.35);
+        assert_eq!(first["expected"], 1.5);
+        assert_eq!(first["severity"], "warning");
+        assert_eq!(first["source"], "stream");
+    }
+
     async fn get(app: axum::Router, uri: &str) -> (StatusCode, Value) {
         let response = app
             .oneshot(Request::builder().uri(uri).body(Body::empty()).unwrap())
@@ -358,24 +381,7 @@ mod tests {
             &format!("/v1/anomalies?since={since}"),
         )
         .await;
-        assert_eq!(status, StatusCode::OK, "{v}");
-        assert_eq!(v["source"], "database");
-        let metrics_in_order: Vec<&str> = v["anomalies"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|a| a["metric"].as_str().unwrap())
-            .collect();
-        assert_eq!(
-            metrics_in_order,
-            ["requests", "response_time", "errors", "cpu"]
-        );
-        let first = &v["anomalies"][0];
-        assert_eq!(first["service_id"], "gh");
-        assert_eq!(first["score"], 0.35);
-        assert_eq!(first["expected"], 1.5);
-        assert_eq!(first["severity"], "warning");
-        assert_eq!(first["source"], "stream");
+        assert_every_service_newest_first(status, &v);
 
         // one service, a score floor, a limit; the default window is the last 24 h
         let (_, v) = get(
@@ -486,24 +492,7 @@ mod tests {
             &format!("/v1/anomalies?since={since}"),
         )
         .await;
-        assert_eq!(status, StatusCode::OK, "{v}");
-        assert_eq!(v["source"], "database");
-        let metrics_in_order: Vec<&str> = v["anomalies"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|a| a["metric"].as_str().unwrap())
-            .collect();
-        assert_eq!(
-            metrics_in_order,
-            ["requests", "response_time", "errors", "cpu"]
-        );
-        let first = &v["anomalies"][0];
-        assert_eq!(first["service_id"], "gh");
-        assert_eq!(first["score"], 0.35);
-        assert_eq!(first["expected"], 1.5);
-        assert_eq!(first["severity"], "warning");
-        assert_eq!(first["source"], "stream");
+        assert_every_service_newest_first(status, &v);
         assert_eq!(v["anomalies"][2]["score"], 0.45, "{v}");
         // one service, a score floor; the default window is the last 24 h
         let (_, v) = get(

@@ -45,18 +45,22 @@ fn offset(partition: i32, next: i64) -> PartitionOffset {
     }
 }
 
+/// The first batch of `sql`'s answer over every root, read by DataFusion.
+async fn first_batch(roots: &[PathBuf], sql: &str) -> RecordBatch {
+    let ctx = context_over(roots).await.unwrap();
+    let r = run_query(&ctx, sql, None, Duration::from_secs(30))
+        .await
+        .unwrap();
+    r.batches[0].clone()
+}
+
 /// (rows, sum of requests) over every root, read by DataFusion.
 async fn totals(roots: &[PathBuf]) -> (i64, f64) {
-    let ctx = context_over(roots).await.unwrap();
-    let r = run_query(
-        &ctx,
+    let b = first_batch(
+        roots,
         "SELECT count(*) AS n, sum(requests) AS s FROM samples",
-        None,
-        Duration::from_secs(30),
     )
-    .await
-    .unwrap();
-    let b = &r.batches[0];
+    .await;
     (
         b.column(0).as_primitive::<Int64Type>().value(0),
         b.column(1).as_primitive::<Float64Type>().value(0),
@@ -344,16 +348,7 @@ async fn other_tables_append_compact_reopen_and_retire() {
         .unwrap()
     };
     let count = |roots: Vec<PathBuf>| async move {
-        let ctx = context_over(&roots).await.unwrap();
-        let r = run_query(
-            &ctx,
-            "SELECT count(*) AS c, sum(n) AS s FROM events",
-            None,
-            Duration::from_secs(30),
-        )
-        .await
-        .unwrap();
-        let b = &r.batches[0];
+        let b = first_batch(&roots, "SELECT count(*) AS c, sum(n) AS s FROM events").await;
         (
             b.column(0).as_primitive::<Int64Type>().value(0),
             b.column(1).as_primitive::<Int64Type>().value(0),
