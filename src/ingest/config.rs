@@ -102,7 +102,9 @@ pub struct IngestConfig {
     /// Parallel writers (one PostgreSQL connection each). Kafka partitions are pinned to
     /// writers, so each partition's offsets still advance in order.
     pub writers: usize,
-    /// Batches queued per writer before the source pauses consumption (backpressure).
+    /// Batches queued per writer before the source pauses consumption (backpressure). Deep
+    /// enough that a burst of one partition's messages (a Kafka fetch returns them partition
+    /// by partition) does not stall the source while the other writers drain.
     pub queue_batches: usize,
     /// Messages larger than this go to the dead-letter topic unread.
     pub max_message_bytes: usize,
@@ -119,7 +121,7 @@ impl Default for IngestConfig {
             batch_rows: 1000,
             flush_interval_ms: 250,
             writers: 2,
-            queue_batches: 4,
+            queue_batches: 16,
             max_message_bytes: 1 << 20,
             max_future_secs: 3600,
             max_age_secs: 7 * 86_400,

@@ -6,6 +6,30 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 type Labels = Vec<(&'static str, String)>;
+/// A counter of seconds.
+pub type Seconds = Counter<f64, std::sync::atomic::AtomicU64>;
+
+/// Where a writer task spends its time, one label value each (see [`IngestMetrics::writer`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriterStage {
+    /// Waiting for the source to hand over a batch (the writers are ahead).
+    Idle,
+    /// Committing rows and offsets to the durable store, retries included (the batch's dead
+    /// letters are published meanwhile, and the commit waits for Kafka to acknowledge them).
+    Store,
+    /// Handing the committed batch to the features stage (a full queue waits here).
+    Handoff,
+}
+
+impl WriterStage {
+    fn label(self) -> &'static str {
+        match self {
+            WriterStage::Idle => "idle",
+            WriterStage::Store => "store",
+            WriterStage::Handoff => "handoff",
+        }
+    }
+}
 
 /// Cheap to clone: every field is an `Arc` inside.
 #[derive(Clone, Default)]
@@ -20,7 +44,9 @@ pub struct IngestMetrics {
     pub replayed: Counter,
     pub consumer_lag: Family<Labels, Gauge>,
     pub inflight_batches: Gauge,
-    pub backpressure_seconds: Counter<f64, std::sync::atomic::AtomicU64>,
+    pub backpressure_seconds: Seconds,
+    /// Writer-task seconds by [`WriterStage`], summed over writers.
+    pub writer_seconds: Family<Labels, Seconds>,
     pub kafka_errors: Counter,
     pub kafka_up: Gauge,
     pub rebalances: Family<Labels, Counter>,
@@ -36,6 +62,13 @@ impl IngestMetrics {
     pub fn skipped(&self, reason: &'static str) -> Counter {
         self.skipped
             .get_or_create(&vec![("reason", reason.to_string())])
+            .clone()
+    }
+
+    /// The seconds counter of one writer stage.
+    pub fn writer(&self, stage: WriterStage) -> Seconds {
+        self.writer_seconds
+            .get_or_create(&vec![("stage", stage.label().to_string())])
             .clone()
     }
 
@@ -96,6 +129,13 @@ impl IngestMetrics {
             "Time the source waited for a writer queue (a slow database slows consumption)",
             prometheus_client::registry::Unit::Seconds,
             self.backpressure_seconds.clone(),
+        );
+        r.register_with_unit(
+            "mcpwatch_ingest_writer",
+            "Writer-task time by stage (idle, store, handoff), summed over writers: \
+             which step bounds the drain",
+            prometheus_client::registry::Unit::Seconds,
+            self.writer_seconds.clone(),
         );
         r.register(
             "mcpwatch_kafka_errors",

@@ -1,13 +1,15 @@
 //! Wires the Kafka source thread to the writer tasks and back.
 //!
 //! ```text
-//!  Kafka ──poll──▶ Source thread ──Batch (bounded, per writer)──▶ writer task ──▶ DLQ, then
-//!                      ▲                                               │  PostgreSQL (rows + offsets)
+//!  Kafka ──poll──▶ Source thread ──Batch (bounded, per writer)──▶ writer task ──▶ DLQ, while
+//!                      ▲                                               │  PostgreSQL (rows + offsets,
+//!                      │                                               │  committed once DLQ acks)
 //!                      └──────────────── Ack (offsets) ◀────────────────┘──▶ downstream (features…)
 //! ```
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -15,11 +17,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::config::{IngestConfig, KafkaConfig};
 use super::dlq::DeadLetterQueue;
-use super::metrics::IngestMetrics;
+use super::metrics::{IngestMetrics, Seconds, WriterStage};
 use super::source::{Ack, Batch, OffsetLoader, Source, SourceArgs};
 use super::IngestError;
 use crate::sample::Sample;
-use crate::store::DurableSink;
+use crate::store::{CommitGate, DurableSink};
 
 /// Samples after they are durable, for the stages downstream of the store.
 pub type Downstream = mpsc::Sender<Arc<Vec<Sample>>>;
@@ -65,6 +67,7 @@ impl Pipeline {
                 dlq: dlq.clone(),
                 downstream: args.downstream.clone(),
                 shutdown: args.shutdown.clone(),
+                timers: StageTimers::new(&args.metrics),
             }));
         }
         drop(ack_tx);
@@ -115,6 +118,31 @@ struct WriteLoop {
     dlq: Arc<DeadLetterQueue>,
     downstream: Option<Downstream>,
     shutdown: CancellationToken,
+    timers: StageTimers,
+}
+
+/// A writer's seconds counters, one per [`WriterStage`], looked up once.
+struct StageTimers {
+    idle: Seconds,
+    store: Seconds,
+    handoff: Seconds,
+}
+
+impl StageTimers {
+    fn new(m: &IngestMetrics) -> StageTimers {
+        StageTimers {
+            idle: m.writer(WriterStage::Idle),
+            store: m.writer(WriterStage::Store),
+            handoff: m.writer(WriterStage::Handoff),
+        }
+    }
+}
+
+/// Adds the time since `*since` to `counter` and restarts the clock.
+fn lap(counter: &Seconds, since: &mut Instant) {
+    let now = Instant::now();
+    counter.inc_by(now.duration_since(*since).as_secs_f64());
+    *since = now;
 }
 
 /// How long writers keep retrying a batch after shutdown was signalled before giving up
@@ -122,25 +150,37 @@ struct WriteLoop {
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 
 async fn write_loop(mut w: WriteLoop) {
+    let mut clock = Instant::now();
     while let Some(batch) = w.queue.recv().await {
+        lap(&w.timers.idle, &mut clock);
         let mut backoff = Duration::from_millis(50);
-        let mut dead_sent = batch.dead.is_empty();
+        // set once Kafka has acknowledged the batch's dead letters, so a retry of the rows
+        // does not publish them again
+        let published = AtomicBool::new(batch.dead.is_empty());
         let mut gave_up_at = None;
         loop {
-            if !dead_sent {
-                match w.dlq.publish(&batch.dead).await {
-                    Ok(()) => dead_sent = true,
-                    Err(e) => {
-                        tracing::warn!(writer = w.id, error = %e, "dead-letter publish failed; retrying")
-                    }
+            // the dead letters go out while the rows are copied; the rows commit (and with
+            // them the offsets) only once Kafka holds the letters
+            let gate: CommitGate<'_> = Box::pin(async {
+                if published.load(Ordering::Acquire) {
+                    return Ok(());
                 }
-            }
-            if dead_sent {
-                match w.writer.write(&batch.samples, &batch.offsets).await {
-                    Ok(_) => break,
-                    Err(e) => {
-                        tracing::warn!(writer = w.id, error = %e, rows = batch.samples.len(), "batch failed; retrying")
-                    }
+                w.dlq
+                    .publish(&batch.dead)
+                    .await
+                    .map_err(|e| format!("dead-letter publish failed: {e}"))?;
+                published.store(true, Ordering::Release);
+                Ok(())
+            });
+            let written = w
+                .writer
+                .write_gated(&batch.samples, &batch.offsets, gate)
+                .await;
+            lap(&w.timers.store, &mut clock);
+            match written {
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(writer = w.id, error = %e, rows = batch.samples.len(), "batch failed; retrying")
                 }
             }
             if w.shutdown.is_cancelled() {
@@ -154,6 +194,7 @@ async fn write_loop(mut w: WriteLoop) {
                 }
             }
             tokio::time::sleep(backoff).await;
+            lap(&w.timers.store, &mut clock);
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }
         let samples = Arc::new(batch.samples);
@@ -169,6 +210,7 @@ async fn write_loop(mut w: WriteLoop) {
             if !samples.is_empty() && down.send(samples).await.is_err() {
                 tracing::debug!("downstream closed");
             }
+            lap(&w.timers.handoff, &mut clock);
         }
     }
 }

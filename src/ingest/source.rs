@@ -1,8 +1,11 @@
 //! The Kafka source: one OS thread that owns the consumer, decodes every message and hands
 //! batches to the writer tasks.
 //!
-//! Partitions are pinned to writers (`hash(topic, partition) % writers`), so the batches of
-//! one partition are committed in order and its offset in PostgreSQL only moves forward.
+//! Partitions are pinned to writers (each newly seen partition to the writer holding the
+//! fewest, released on revocation), so the batches of one partition are committed in order
+//! and its offset in PostgreSQL only moves forward, while every writer gets an equal share of
+//! the partitions: a writer with more than its share would stall the source on its full
+//! queue while the others sit idle.
 //! Kafka offsets are committed only after a writer acknowledges the batch (rows and
 //! offsets committed in PostgreSQL). On assignment the source reads PostgreSQL's offsets and
 //! skips anything below them, so the window between the PostgreSQL commit and the Kafka
@@ -89,6 +92,8 @@ pub struct SourceArgs {
 /// touches it (callbacks run inside `poll` on that thread), so the mutex is never contended.
 struct Flow {
     batches: Vec<Batch>,
+    /// The writer each partition seen since its assignment is pinned to.
+    pinned: HashMap<(String, i32), usize>,
     /// Writer queues; dropped (set to empty) at shutdown so the writers drain and exit.
     writers: Vec<Sender<Batch>>,
     /// Acknowledgements; disconnected once every writer task has exited.
@@ -160,8 +165,10 @@ impl ConsumerContext for SourceContext {
             flow.flush_all();
             flow.wait_idle(consumer, Duration::from_secs(60));
             for elem in tpl.elements() {
-                flow.skip_below
-                    .remove(&(elem.topic().to_string(), elem.partition()));
+                let key = (elem.topic().to_string(), elem.partition());
+                flow.skip_below.remove(&key);
+                // nothing of it is in flight any more: it may go to another writer next time
+                flow.pinned.remove(&key);
             }
         }
     }
@@ -198,9 +205,15 @@ impl ConsumerContext for SourceContext {
 }
 
 impl Flow {
-    fn writer_for(&self, topic: &str, partition: i32) -> usize {
-        let h = crate::sample::fingerprint(&[topic.as_bytes(), &partition.to_le_bytes()]);
-        (h as u64 % self.batches.len() as u64) as usize
+    /// The writer `partition` is pinned to; a partition seen for the first time goes to the
+    /// writer with the fewest partitions.
+    fn writer_for(&mut self, topic: &str, partition: i32) -> usize {
+        if let Some(&w) = self.pinned.get(&(topic.to_string(), partition)) {
+            return w;
+        }
+        let w = least_loaded(self.batches.len(), self.pinned.values().copied());
+        self.pinned.insert((topic.to_string(), partition), w);
+        w
     }
 
     fn on_message(
@@ -271,7 +284,12 @@ impl Flow {
         if self.batches[w].is_empty() {
             return;
         }
-        let batch = std::mem::take(&mut self.batches[w]);
+        // sized up front: growing a batch of ~200-byte samples by doubling copies it twice over
+        let fresh = Batch {
+            samples: Vec::with_capacity(self.batch_rows.min(10_000)),
+            ..Batch::default()
+        };
+        let batch = std::mem::replace(&mut self.batches[w], fresh);
         let Some(tx) = self.writers.get(w) else {
             return; // shutting down: the batch's offsets are never committed, so it replays
         };
@@ -369,6 +387,15 @@ impl Flow {
     }
 }
 
+/// The writer (of `writers`) holding the fewest of the `pinned` partitions, the lowest on a tie.
+fn least_loaded(writers: usize, pinned: impl Iterator<Item = usize>) -> usize {
+    let mut load = vec![0usize; writers];
+    for w in pinned.filter(|&w| w < writers) {
+        load[w] += 1;
+    }
+    (0..writers).min_by_key(|&w| (load[w], w)).unwrap_or(0)
+}
+
 /// The running source. Create with [`Source::new`], then [`Source::run`] on its own thread.
 pub struct Source {
     consumer: BaseConsumer<SourceContext>,
@@ -400,6 +427,7 @@ impl Source {
         }
         let flow = Flow {
             batches: (0..args.writers.len()).map(|_| Batch::default()).collect(),
+            pinned: HashMap::new(),
             writers: args.writers,
             acks: args.acks,
             inflight: 0,
@@ -460,5 +488,30 @@ impl Source {
         }
         self.consumer.unsubscribe();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::least_loaded;
+
+    #[test]
+    fn partitions_spread_evenly_over_writers_and_refill_the_emptiest() {
+        let mut pinned = Vec::new();
+        for _ in 0..8 {
+            let w = least_loaded(3, pinned.iter().copied());
+            pinned.push(w);
+        }
+        assert_eq!(pinned, vec![0, 1, 2, 0, 1, 2, 0, 1]);
+        // a revocation takes writer 1's partitions: the next ones land there until it is even
+        pinned.retain(|&w| w != 1);
+        let next: Vec<usize> = (0..4)
+            .map(|_| {
+                let w = least_loaded(3, pinned.iter().copied());
+                pinned.push(w);
+                w
+            })
+            .collect();
+        assert_eq!(next, vec![1, 1, 1, 2]);
     }
 }

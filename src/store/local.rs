@@ -37,7 +37,7 @@ use serde::{Deserialize, Serialize};
 use super::copy::day_of;
 use super::local_table::LocalTable;
 use super::sink::DurableSink;
-use super::writer::{PartitionOffset, WriteOutcome};
+use super::writer::{CommitGate, PartitionOffset, WriteOutcome};
 use super::{StoreError, StoreMetrics};
 use crate::sample::Sample;
 
@@ -436,12 +436,15 @@ impl LocalStore {
 }
 
 impl DurableSink for LocalStore {
-    fn write<'a>(
+    fn write_gated<'a>(
         &'a self,
         samples: &'a [Sample],
         offsets: &'a [PartitionOffset],
+        gate: CommitGate<'a>,
     ) -> BoxFuture<'a, Result<WriteOutcome, StoreError>> {
         Box::pin(async move {
+            // a segment becomes visible the moment it is written: wait for the gate first
+            gate.await.map_err(StoreError::Held)?;
             let started = std::time::Instant::now();
             let mut state = self.state.lock().await;
             // small synchronous file writes (a batch is ≤ 1000 rows, one file per day touched)

@@ -108,6 +108,23 @@ async fn batches_commit_with_their_offsets_and_survive_a_reopen() {
 }
 
 #[tokio::test]
+async fn a_failed_gate_writes_nothing() {
+    let root = dir("gate");
+    let store = open(&root);
+    let a = batch(0, 100, crate::daemon::now_ms());
+    let gate: CommitGate<'_> = Box::pin(async { Err("kafka is down".to_string()) });
+    let err = store
+        .write_gated(&a, &[offset(0, 10)], gate)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Held(_)), "{err}");
+    assert!(store.stored_offsets("t").await.unwrap().is_empty());
+    assert!(store.days().unwrap().is_empty(), "no segment written");
+    store.write(&a, &[offset(0, 10)]).await.unwrap();
+    assert_eq!(store.stored_offsets("t").await.unwrap(), vec![(0, 10)]);
+}
+
+#[tokio::test]
 async fn a_crash_mid_batch_is_discarded_and_a_crash_before_the_checkpoint_is_kept() {
     let root = dir("crash");
     let store = open(&root);

@@ -26,7 +26,7 @@ pub use local_table::LocalTable;
 pub use metrics::StoreMetrics;
 pub use schema::{migrate, Partitions};
 pub use sink::DurableSink;
-pub use writer::{PartitionOffset, WriteOutcome, Writer, WriterArgs};
+pub use writer::{passed, CommitGate, PartitionOffset, WriteOutcome, Writer, WriterArgs};
 
 /// Everything that can go wrong talking to PostgreSQL.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +47,10 @@ pub enum StoreError {
     BadDay(i64),
     #[error("embedded store: {0}")]
     Local(String),
+    /// The batch's [`CommitGate`] failed, so it was rolled back (the dead letters it waits
+    /// for did not reach Kafka).
+    #[error("batch held back: {0}")]
+    Held(String),
 }
 
 /// Builds the connection pool. Every connection uses `config.schema` as its search path and

@@ -6,7 +6,7 @@
 
 use futures::future::BoxFuture;
 
-use super::writer::{PartitionOffset, WriteOutcome, Writer};
+use super::writer::{passed, CommitGate, PartitionOffset, WriteOutcome, Writer};
 use super::StoreError;
 use crate::sample::Sample;
 
@@ -14,11 +14,23 @@ use crate::sample::Sample;
 pub trait DurableSink: Send + Sync + 'static {
     /// Stores `samples` and advances `offsets` atomically: after a crash either both are
     /// durable or neither is, so a replay from the stored offsets neither loses nor repeats.
+    /// The commit also waits for `gate` (which may run while the rows are written); if the
+    /// gate fails, nothing is committed.
+    fn write_gated<'a>(
+        &'a self,
+        samples: &'a [Sample],
+        offsets: &'a [PartitionOffset],
+        gate: CommitGate<'a>,
+    ) -> BoxFuture<'a, Result<WriteOutcome, StoreError>>;
+
+    /// [`write_gated`](Self::write_gated) with nothing to wait for.
     fn write<'a>(
         &'a self,
         samples: &'a [Sample],
         offsets: &'a [PartitionOffset],
-    ) -> BoxFuture<'a, Result<WriteOutcome, StoreError>>;
+    ) -> BoxFuture<'a, Result<WriteOutcome, StoreError>> {
+        self.write_gated(samples, offsets, passed())
+    }
 
     /// The next offset to read per partition of `topic`, as last committed with rows.
     fn stored_offsets<'a>(
@@ -28,12 +40,13 @@ pub trait DurableSink: Send + Sync + 'static {
 }
 
 impl DurableSink for Writer {
-    fn write<'a>(
+    fn write_gated<'a>(
         &'a self,
         samples: &'a [Sample],
         offsets: &'a [PartitionOffset],
+        gate: CommitGate<'a>,
     ) -> BoxFuture<'a, Result<WriteOutcome, StoreError>> {
-        Box::pin(Writer::write(self, samples, offsets))
+        Box::pin(Writer::write_gated(self, samples, offsets, gate))
     }
 
     fn stored_offsets<'a>(

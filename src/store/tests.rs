@@ -103,6 +103,39 @@ async fn batches_land_once_with_their_offsets_and_replays_are_skipped() {
 }
 
 #[tokio::test]
+async fn a_failed_gate_rolls_the_batch_back_and_a_passed_one_commits_it() {
+    let (pool, _) = fresh_store("gate").await;
+    let w = writer(&pool);
+    let now = crate::daemon::now_ms();
+    let batch: Vec<Sample> = (0..500).map(|i| sample("svc-g", now - i, i)).collect();
+    // the gate fails only after the rows are in the open transaction
+    let gate: CommitGate<'_> = Box::pin(async {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        Err("kafka is down".to_string())
+    });
+    let err = w
+        .write_gated(&batch, &[offset(0, 10)], gate)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Held(why) if why == "kafka is down"),
+        "{err}"
+    );
+    assert_eq!(count(&pool, "SELECT count(*) FROM samples").await, 0);
+    assert!(w.stored_offsets("t").await.unwrap().is_empty());
+
+    // the retry: a gate that passes after the rows are copied commits both
+    let gate: CommitGate<'_> = Box::pin(async {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        Ok(())
+    });
+    let out = w.write_gated(&batch, &[offset(0, 10)], gate).await.unwrap();
+    assert_eq!(out.inserted, 500);
+    assert_eq!(count(&pool, "SELECT count(*) FROM samples").await, 500);
+    assert_eq!(w.stored_offsets("t").await.unwrap(), vec![(0, 10)]);
+}
+
+#[tokio::test]
 async fn offsets_only_batches_advance_progress() {
     let (pool, _) = fresh_store("offsets_only").await;
     let w = writer(&pool);

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use futures::SinkExt;
 use tokio_postgres::error::SqlState;
 
@@ -43,6 +44,21 @@ pub struct WriterArgs {
     pub metrics: StoreMetrics,
 }
 
+/// Something a batch's commit waits for besides its own rows: the batch's dead letters being
+/// acknowledged by Kafka. It runs while the rows are copied; if it fails, the batch rolls back.
+pub type CommitGate<'a> = BoxFuture<'a, Result<(), String>>;
+
+/// A gate that has already passed.
+pub fn passed() -> CommitGate<'static> {
+    Box::pin(futures::future::ready(Ok(())))
+}
+
+/// Advances a group's offsets, never backwards.
+const ADVANCE_OFFSETS: &str = "INSERT INTO ingest_offsets (consumer_group, topic, partition, next_offset) \
+     SELECT $1, * FROM unnest($2::text[], $3::int[], $4::bigint[]) \
+     ON CONFLICT (consumer_group, topic, partition) DO UPDATE \
+     SET next_offset = GREATEST(ingest_offsets.next_offset, EXCLUDED.next_offset), updated_at = now()";
+
 /// Writes batches. Cheap to clone; each ingest writer task holds one.
 #[derive(Clone)]
 pub struct Writer {
@@ -71,8 +87,19 @@ impl Writer {
         samples: &[Sample],
         offsets: &[PartitionOffset],
     ) -> Result<WriteOutcome, StoreError> {
+        self.write_gated(samples, offsets, passed()).await
+    }
+
+    /// [`write`](Self::write), committing only once `gate` has passed; `gate` runs while the
+    /// rows are copied, and a failed gate rolls the batch back.
+    pub async fn write_gated(
+        &self,
+        samples: &[Sample],
+        offsets: &[PartitionOffset],
+        gate: CommitGate<'_>,
+    ) -> Result<WriteOutcome, StoreError> {
         let started = Instant::now();
-        let result = self.write_inner(samples, offsets).await;
+        let result = self.write_inner(samples, offsets, gate).await;
         self.metrics.record_write(samples.len(), started, &result);
         result
     }
@@ -81,6 +108,7 @@ impl Writer {
         &self,
         samples: &[Sample],
         offsets: &[PartitionOffset],
+        gate: CommitGate<'_>,
     ) -> Result<WriteOutcome, StoreError> {
         let mut client = self.pool.get().await?;
         if !samples.is_empty() {
@@ -96,18 +124,28 @@ impl Writer {
         }
         let bytes = encoder.finish();
 
+        let mut gate = Some(gate);
         match self
-            .commit(&mut client, &bytes, samples.len(), offsets, false)
+            .commit(
+                &mut client,
+                &bytes,
+                samples.len(),
+                offsets,
+                false,
+                &mut gate,
+            )
             .await
         {
             Err(StoreError::Postgres(e)) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
-                self.commit(&mut client, &bytes, samples.len(), offsets, true)
+                self.commit(&mut client, &bytes, samples.len(), offsets, true, &mut gate)
                     .await
             }
             other => other,
         }
     }
 
+    /// One transaction: rows, then offsets, then — once `gate` (taken by the first call) has
+    /// passed — the commit.
     async fn commit(
         &self,
         client: &mut deadpool_postgres::Object,
@@ -115,8 +153,37 @@ impl Writer {
         rows: usize,
         offsets: &[PartitionOffset],
         dedupe: bool,
+        gate: &mut Option<CommitGate<'_>>,
     ) -> Result<WriteOutcome, StoreError> {
-        let tx = client.transaction().await?;
+        let gate = gate.take();
+        let gate = async move {
+            match gate {
+                Some(g) => g.await,
+                None => Ok(()),
+            }
+        };
+        let staged = async {
+            let tx = client.transaction().await?;
+            let outcome = self.stage(&tx, bytes, rows, offsets, dedupe).await?;
+            Ok::<_, StoreError>((tx, outcome))
+        };
+        let (gate, staged) = futures::join!(gate, staged);
+        gate.map_err(StoreError::Held)?;
+        let (tx, outcome) = staged?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    /// Copies the rows and advances the offsets inside `tx`. The offsets statement is
+    /// prepared once per connection rather than parsed and planned for every batch.
+    async fn stage(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        bytes: &Bytes,
+        rows: usize,
+        offsets: &[PartitionOffset],
+        dedupe: bool,
+    ) -> Result<WriteOutcome, StoreError> {
         let mut outcome = WriteOutcome::default();
         if rows > 0 {
             let copy_started = Instant::now();
@@ -127,7 +194,7 @@ impl Writer {
                 )
                 .await?;
                 copy_in(
-                    &tx,
+                    tx,
                     &format!("COPY samples_staging ({SAMPLE_COLUMNS}) FROM STDIN (FORMAT binary)"),
                     bytes,
                 )
@@ -146,7 +213,7 @@ impl Writer {
                 outcome.duplicates = rows as u64 - inserted;
             } else {
                 outcome.inserted = copy_in(
-                    &tx,
+                    tx,
                     &format!("COPY samples ({SAMPLE_COLUMNS}) FROM STDIN (FORMAT binary)"),
                     bytes,
                 )
@@ -160,16 +227,13 @@ impl Writer {
             let topics: Vec<&str> = offsets.iter().map(|o| o.topic.as_str()).collect();
             let partitions: Vec<i32> = offsets.iter().map(|o| o.partition).collect();
             let next: Vec<i64> = offsets.iter().map(|o| o.next).collect();
+            let advance = tx.prepare_cached(ADVANCE_OFFSETS).await?;
             tx.execute(
-                "INSERT INTO ingest_offsets (consumer_group, topic, partition, next_offset) \
-                 SELECT $1, * FROM unnest($2::text[], $3::int[], $4::bigint[]) \
-                 ON CONFLICT (consumer_group, topic, partition) DO UPDATE \
-                 SET next_offset = GREATEST(ingest_offsets.next_offset, EXCLUDED.next_offset), updated_at = now()",
+                &advance,
                 &[&self.consumer_group, &topics, &partitions, &next],
             )
             .await?;
         }
-        tx.commit().await?;
         Ok(outcome)
     }
 
