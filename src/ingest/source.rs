@@ -92,8 +92,9 @@ pub struct SourceArgs {
 /// touches it (callbacks run inside `poll` on that thread), so the mutex is never contended.
 struct Flow {
     batches: Vec<Batch>,
-    /// The writer each partition seen since its assignment is pinned to.
-    pinned: HashMap<(String, i32), usize>,
+    /// The writer each partition seen since its assignment is pinned to, by topic then
+    /// partition (looked up per message without allocating a key).
+    pinned: HashMap<String, HashMap<i32, usize>>,
     /// Writer queues; dropped (set to empty) at shutdown so the writers drain and exit.
     writers: Vec<Sender<Batch>>,
     /// Acknowledgements; disconnected once every writer task has exited.
@@ -168,7 +169,9 @@ impl ConsumerContext for SourceContext {
                 let key = (elem.topic().to_string(), elem.partition());
                 flow.skip_below.remove(&key);
                 // nothing of it is in flight any more: it may go to another writer next time
-                flow.pinned.remove(&key);
+                if let Some(topic) = flow.pinned.get_mut(&key.0) {
+                    topic.remove(&key.1);
+                }
             }
         }
     }
@@ -208,11 +211,15 @@ impl Flow {
     /// The writer `partition` is pinned to; a partition seen for the first time goes to the
     /// writer with the fewest partitions.
     fn writer_for(&mut self, topic: &str, partition: i32) -> usize {
-        if let Some(&w) = self.pinned.get(&(topic.to_string(), partition)) {
+        if let Some(&w) = self.pinned.get(topic).and_then(|t| t.get(&partition)) {
             return w;
         }
-        let w = least_loaded(self.batches.len(), self.pinned.values().copied());
-        self.pinned.insert((topic.to_string(), partition), w);
+        let pinned = self.pinned.values().flat_map(|t| t.values().copied());
+        let w = least_loaded(self.batches.len(), pinned);
+        self.pinned
+            .entry(topic.to_string())
+            .or_default()
+            .insert(partition, w);
         w
     }
 
