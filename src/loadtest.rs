@@ -609,3 +609,107 @@ pub fn produce_history(
         .context("flushing the history producer")?;
     Ok((n, started.elapsed()))
 }
+
+/// Result of `bench decode`: the source thread's and a writer's CPU per sample, one core.
+pub struct DecodeReport {
+    pub messages: usize,
+    pub samples: usize,
+    pub rejected: usize,
+    /// Median over the rounds of decoding every payload (fresh decoder each round).
+    pub decode_ns_per_sample: f64,
+    /// Median over the rounds of encoding the decoded samples as binary COPY, 1000 per batch.
+    pub encode_ns_per_sample: f64,
+}
+
+impl std::fmt::Display for DecodeReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "messages={} samples={} rejected={} decode_ns_per_sample={:.0} decode_rate={:.0}/s encode_ns_per_sample={:.0}",
+            self.messages,
+            self.samples,
+            self.rejected,
+            self.decode_ns_per_sample,
+            1e9 / self.decode_ns_per_sample,
+            self.encode_ns_per_sample
+        )
+    }
+}
+
+/// `mcpwatch bench decode`: the same traffic `bench ingest` produces, held in memory, decoded
+/// and COPY-encoded on one thread, `rounds` times. No broker and no database: the figures are
+/// the daemon's own CPU per sample, the ceiling of one source thread.
+pub fn bench_decode(samples: usize, services: usize, rounds: usize) -> DecodeReport {
+    let args = LoadArgs {
+        brokers: String::new(),
+        pg_url: String::new(),
+        samples,
+        services,
+        malformed_ratio: 0.01,
+        topic: String::new(),
+        dead_letter_topic: String::new(),
+        http_port: 0,
+        writers: 1,
+    };
+    let now = crate::daemon::now_ms();
+    let payloads: Vec<Vec<u8>> = traffic(&args, now).map(|m| m.payload).collect();
+    let config = IngestConfig::default();
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (mut decode_ns, mut encode_ns) = (Vec::new(), Vec::new());
+    let (mut decoded_samples, mut rejected) = (0, 0);
+    for _ in 0..rounds.max(1) {
+        let mut decoder = Decoder::new(&config);
+        let mut out = Decoded::default();
+        let mut all = Vec::with_capacity(samples);
+        let t = Instant::now();
+        for p in &payloads {
+            out.clear();
+            decoder.decode(p, now, &mut out);
+            all.append(&mut out.samples);
+            rejected += out.rejected.len();
+        }
+        decode_ns.push(t.elapsed().as_nanos() as f64 / all.len().max(1) as f64);
+        let t = Instant::now();
+        let mut bytes = 0;
+        for chunk in all.chunks(1000) {
+            let mut enc = CopyEncoder::with_capacity(chunk.len());
+            for s in chunk {
+                enc.push(s);
+            }
+            bytes += std::hint::black_box(enc.finish()).len();
+        }
+        std::hint::black_box(bytes);
+        encode_ns.push(t.elapsed().as_nanos() as f64 / all.len().max(1) as f64);
+        decoded_samples = all.len();
+    }
+    DecodeReport {
+        messages: payloads.len(),
+        samples: decoded_samples,
+        rejected: rejected / rounds.max(1),
+        decode_ns_per_sample: median(decode_ns),
+        encode_ns_per_sample: median(encode_ns),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bench_decode;
+
+    #[test]
+    fn the_decode_bench_decodes_the_ingest_traffic_and_rejects_its_malformed_share() {
+        let r = bench_decode(20_000, 50, 1);
+        // every produced sample is decoded or, if malformed, rejected exactly once
+        assert_eq!(r.samples + r.rejected, 20_000, "{r}");
+        assert!(
+            r.rejected > 50 && r.rejected < 500,
+            "about 1 % malformed: {r}"
+        );
+        assert!(
+            r.decode_ns_per_sample > 0.0 && r.encode_ns_per_sample > 0.0,
+            "{r}"
+        );
+    }
+}

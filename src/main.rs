@@ -219,6 +219,18 @@ enum Bench {
     /// Pre-fill a topic, measure the daemon draining it into PostgreSQL, and a bare binary
     /// COPY of the same rows in the same run.
     Ingest(LoadOpts),
+    /// The daemon's CPU per sample on one thread: decoding the traffic `bench ingest` uses,
+    /// and encoding it as binary COPY. No broker, no database. Last line:
+    /// `messages=M samples=N rejected=R decode_ns_per_sample=D decode_rate=X/s encode_ns_per_sample=E`.
+    Decode {
+        #[arg(long, default_value_t = 1_000_000)]
+        samples: usize,
+        #[arg(long, default_value_t = 500)]
+        services: usize,
+        /// Timed rounds; the median is reported.
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+    },
     /// Streaming anomaly detection: cost per point and state per series.
     Anomaly {
         #[arg(long, default_value_t = 100_000)]
@@ -405,6 +417,18 @@ fn main() -> anyhow::Result<()> {
                     report.lost == 0 && report.duplicates == 0,
                     "samples were lost or duplicated"
                 );
+                Ok(())
+            }
+            Command::Bench(Bench::Decode {
+                samples,
+                services,
+                rounds,
+            }) => {
+                let report = tokio::task::spawn_blocking(move || {
+                    mcpwatch::loadtest::bench_decode(samples, services, rounds)
+                })
+                .await?;
+                println!("{report}");
                 Ok(())
             }
             Command::Bench(Bench::Features { services, samples }) => {
