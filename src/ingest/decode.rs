@@ -149,20 +149,29 @@ impl Decoder {
             return;
         }
         let first = payload.iter().find(|b| !b.is_ascii_whitespace());
-        if first == Some(&b'[') {
-            match serde_json::from_slice::<Vec<&RawValue>>(payload) {
-                Ok(items) => {
-                    for item in items {
-                        self.decode_one(item.get().as_bytes(), now_ms, out);
-                    }
-                }
-                Err(e) => out.rejected.push(Rejected {
-                    bytes: payload.to_vec(),
-                    reason: RejectReason::InvalidJson(e.to_string()),
-                }),
+        if first != Some(&b'[') {
+            return self.decode_one(payload, now_ms, out);
+        }
+        // One pass for the common case, an array of well-formed objects. Only an element that
+        // is rejected needs its own bytes (for the dead letter); they are found then.
+        if let Ok(items) = serde_json::from_slice::<Vec<Object<'_>>>(payload) {
+            for (i, Object(raw)) in items.into_iter().enumerate() {
+                self.accept(raw, now_ms, out, || element(payload, i));
             }
-        } else {
-            self.decode_one(payload, now_ms, out);
+            return;
+        }
+        // Some element is not a sample object, or the array is not valid JSON: element by
+        // element, so each failure is dead-lettered with its own bytes and reason.
+        match serde_json::from_slice::<Vec<&RawValue>>(payload) {
+            Ok(items) => {
+                for item in items {
+                    self.decode_one(item.get().as_bytes(), now_ms, out);
+                }
+            }
+            Err(e) => out.rejected.push(Rejected {
+                bytes: payload.to_vec(),
+                reason: RejectReason::InvalidJson(e.to_string()),
+            }),
         }
     }
 
@@ -173,8 +182,8 @@ impl Decoder {
                 reason,
             })
         };
-        let raw: Raw<'_> = match serde_json::from_slice(bytes) {
-            Ok(raw) => raw,
+        let raw = match serde_json::from_slice::<Object<'_>>(bytes) {
+            Ok(Object(raw)) => raw,
             // inside an object only `labels` is typed; anything else is a non-object sample
             Err(e) if e.is_data() && bytes.trim_ascii_start().starts_with(b"{") => {
                 return reject(
@@ -185,6 +194,18 @@ impl Decoder {
             Err(e) if e.is_data() => return reject(out, RejectReason::NotAnObject),
             Err(e) => return reject(out, RejectReason::InvalidJson(e.to_string())),
         };
+        self.accept(raw, now_ms, out, || bytes.to_vec());
+    }
+
+    /// Validates one parsed object into a sample, or rejects it with the bytes `original`
+    /// gives (called only on rejection).
+    fn accept(
+        &mut self,
+        raw: Raw<'_>,
+        now_ms: i64,
+        out: &mut Decoded,
+        original: impl FnOnce() -> Vec<u8>,
+    ) {
         let result = if !raw.server_id.is_absent() {
             self.mcp(raw, now_ms).map(Some)
         } else if !raw.name.is_absent() && !raw.value.is_absent() {
@@ -195,7 +216,10 @@ impl Decoder {
         match result {
             Ok(Some(sample)) => out.samples.push(sample),
             Ok(None) => {}
-            Err(reason) => reject(out, reason),
+            Err(reason) => out.rejected.push(Rejected {
+                bytes: original(),
+                reason,
+            }),
         }
     }
 
@@ -229,17 +253,25 @@ impl Decoder {
         s.errors = non_negative("errors", raw.errors)?;
         s.status = match text("status", raw.status)? {
             None => None,
-            Some(v) => Some(Status::parse(&v.to_ascii_lowercase()).ok_or_else(|| {
-                invalid("status", format!("{v:?} is not healthy, degraded or down"))
-            })?),
+            // lower case is the norm: only other spellings pay for a lowered copy
+            Some(v) => Some(
+                Status::parse(&v)
+                    .or_else(|| Status::parse(&v.to_ascii_lowercase()))
+                    .ok_or_else(|| {
+                        invalid("status", format!("{v:?} is not healthy, degraded or down"))
+                    })?,
+            ),
         };
-        s.event =
-            match text("event", raw.event)? {
-                None => None,
-                Some(v) => Some(Lifecycle::parse(&v.to_ascii_lowercase()).ok_or_else(|| {
-                    invalid("event", format!("{v:?} is not add, remove or update"))
-                })?),
-            };
+        s.event = match text("event", raw.event)? {
+            None => None,
+            Some(v) => Some(
+                Lifecycle::parse(&v)
+                    .or_else(|| Lifecycle::parse(&v.to_ascii_lowercase()))
+                    .ok_or_else(|| {
+                        invalid("event", format!("{v:?} is not add, remove or update"))
+                    })?,
+            ),
+        };
         s.instance_id = id_field("instance_id", raw.instance_id)?;
         s.host = id_field("host", raw.host)?;
         s.platform = id_field("platform", raw.platform)?;
@@ -381,6 +413,14 @@ fn assign(
     Ok(())
 }
 
+/// The bytes of element `i` of a JSON array that is known to parse.
+fn element(payload: &[u8], i: usize) -> Vec<u8> {
+    serde_json::from_slice::<Vec<&RawValue>>(payload)
+        .ok()
+        .and_then(|items| items.get(i).map(|v| v.get().as_bytes().to_vec()))
+        .unwrap_or_else(|| payload.to_vec())
+}
+
 fn invalid(field: &'static str, detail: impl Into<String>) -> RejectReason {
     RejectReason::InvalidField {
         field,
@@ -401,10 +441,20 @@ fn check_id(field: &'static str, v: &str) -> Result<(), RejectReason> {
     if v.len() > MAX_ID_BYTES {
         return Err(invalid(field, format!("longer than {MAX_ID_BYTES} bytes")));
     }
-    if v.chars().any(char::is_control) {
+    if has_control(v) {
         return Err(invalid(field, "contains control characters"));
     }
     Ok(())
+}
+
+/// Whether `v` holds a control character (`char::is_control`: U+0000–U+001F, U+007F–U+009F),
+/// read from the UTF-8 bytes rather than decoded char by char: every id of every sample
+/// passes through here. U+0080–U+009F are encoded as `C2 80`–`C2 9F`.
+fn has_control(v: &str) -> bool {
+    let b = v.as_bytes();
+    b.iter().enumerate().any(|(i, &c)| {
+        c < 0x20 || c == 0x7f || (c == 0xc2 && matches!(b.get(i + 1), Some(0x80..=0x9f)))
+    })
 }
 
 fn text<'a>(field: &'static str, v: Scalar<'a>) -> Result<Option<Cow<'a, str>>, RejectReason> {
@@ -529,6 +579,27 @@ struct Raw<'a> {
     value: Scalar<'a>,
     #[serde(borrow, default)]
     labels: Option<BTreeMap<Cow<'a, str>, Cow<'a, str>>>,
+}
+
+/// A JSON object holding a [`Raw`] sample. Only an object: serde's derived struct would also
+/// take an array's elements as its fields in order, so `["svc", 1763700000000]` would pass as
+/// a sample.
+struct Object<'a>(Raw<'a>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Object<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Object<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                Raw::deserialize(de::value::MapAccessDeserializer::new(map)).map(Object)
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData))
+    }
 }
 
 /// Any JSON value, kept only as far as validation needs it.
@@ -673,6 +744,37 @@ mod tests {
         );
         assert_eq!(out.rejected[0].reason.label(), "invalid_field");
         assert_eq!(out.rejected[1].reason, RejectReason::NotAnObject);
+    }
+
+    #[test]
+    fn an_array_is_not_a_sample_even_with_its_fields_in_order() {
+        let out = decode(
+            &mut decoder(),
+            &format!(r#"[["a", {NOW}], {{"server_id":"b","timestamp":{NOW}}}]"#),
+        );
+        assert_eq!(out.samples.len(), 1);
+        assert_eq!(out.samples[0].service_id, "b");
+        assert_eq!(out.rejected[0].reason, RejectReason::NotAnObject);
+        assert_eq!(
+            out.rejected[0].bytes,
+            format!(r#"["a", {NOW}]"#).into_bytes()
+        );
+    }
+
+    #[test]
+    fn a_rejected_element_of_a_well_formed_array_keeps_its_own_bytes() {
+        // every element parses, so the one-pass path runs; the third fails validation
+        let bad = format!(r#"{{"server_id":"c","timestamp":{NOW},"cpu":150}}"#);
+        let out = decode(
+            &mut decoder(),
+            &format!(
+                r#" [ {{"server_id":"a","timestamp":{NOW}}},{{"server_id":"b","timestamp":{NOW}}}, {bad} ] "#
+            ),
+        );
+        assert_eq!(out.samples.len(), 2);
+        assert_eq!(out.rejected.len(), 1);
+        assert_eq!(String::from_utf8_lossy(&out.rejected[0].bytes), bad);
+        assert_eq!(out.rejected[0].reason.label(), "invalid_field");
     }
 
     #[test]
@@ -843,6 +945,42 @@ mod tests {
             let mut out = Decoded::default();
             d.decode(payload.as_bytes(), NOW, &mut out);
             proptest::prop_assert_eq!(out.samples.len() + out.rejected.len() + (out.skipped.unmapped + out.skipped.non_finite) as usize, 1);
+        }
+
+        #[test]
+        fn control_characters_are_found_in_the_bytes_as_in_the_chars(v in "\\PC{0,8}[\\x00-\\x{a0}]?\\PC{0,8}") {
+            proptest::prop_assert_eq!(has_control(&v), v.chars().any(char::is_control));
+        }
+
+        /// An array decodes exactly as its elements would one message each: the same samples,
+        /// the same dead letters (bytes and reasons), the same skips, in the same order.
+        #[test]
+        fn an_array_decodes_as_its_elements_one_by_one(
+            elements in proptest::collection::vec(
+                proptest::collection::vec(
+                    ("(server_id|timestamp|cpu|name|value|labels|status)", "(null|-1|0|0.5|150|\"x\"|\"degraded\"|42|\\{\"job\":\"j\"\\}|1763700000000|\\[\\])"),
+                    0..6,
+                ),
+                1..5,
+            ),
+        ) {
+            let objects: Vec<String> = elements
+                .iter()
+                .map(|kv| {
+                    let body: Vec<String> = kv.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+                    format!("{{{}}}", body.join(","))
+                })
+                .collect();
+            let mut whole = Decoded::default();
+            decoder().decode(format!("[{}]", objects.join(",")).as_bytes(), NOW, &mut whole);
+            let mut one_by_one = Decoded::default();
+            let mut d = decoder();
+            for o in &objects {
+                d.decode(o.as_bytes(), NOW, &mut one_by_one);
+            }
+            proptest::prop_assert_eq!(whole.samples, one_by_one.samples);
+            proptest::prop_assert_eq!(whole.rejected, one_by_one.rejected);
+            proptest::prop_assert_eq!(whole.skipped, one_by_one.skipped);
         }
     }
 }

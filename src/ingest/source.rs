@@ -102,8 +102,9 @@ struct Flow {
     inflight: usize,
     /// Offsets acknowledged but not yet committed to Kafka.
     to_commit: HashMap<(String, i32), i64>,
-    /// Per partition: messages below this offset are already in PostgreSQL.
-    skip_below: HashMap<(String, i32), i64>,
+    /// Per topic, then partition: messages below this offset are already in PostgreSQL
+    /// (looked up per message without allocating a key, like `pinned`).
+    skip_below: HashMap<String, HashMap<i32, i64>>,
     decoder: Decoder,
     scratch: Decoded,
     batch_rows: usize,
@@ -166,11 +167,13 @@ impl ConsumerContext for SourceContext {
             flow.flush_all();
             flow.wait_idle(consumer, Duration::from_secs(60));
             for elem in tpl.elements() {
-                let key = (elem.topic().to_string(), elem.partition());
-                flow.skip_below.remove(&key);
+                let (topic, partition) = (elem.topic(), elem.partition());
+                if let Some(t) = flow.skip_below.get_mut(topic) {
+                    t.remove(&partition);
+                }
                 // nothing of it is in flight any more: it may go to another writer next time
-                if let Some(topic) = flow.pinned.get_mut(&key.0) {
-                    topic.remove(&key.1);
+                if let Some(t) = flow.pinned.get_mut(topic) {
+                    t.remove(&partition);
                 }
             }
         }
@@ -192,11 +195,11 @@ impl ConsumerContext for SourceContext {
             let mut flow = self.flow.lock().expect("flow poisoned");
             for topic in topics {
                 match (self.stored_offsets)(&topic) {
-                    Ok(offsets) => {
-                        for (partition, next) in offsets {
-                            flow.skip_below.insert((topic.clone(), partition), next);
-                        }
-                    }
+                    Ok(offsets) => flow
+                        .skip_below
+                        .entry(topic.clone())
+                        .or_default()
+                        .extend(offsets),
                     // Without them a replay may re-send rows; the natural key still
                     // de-duplicates them in PostgreSQL, so go on.
                     Err(e) => tracing::warn!(%topic, error = %e, "could not read stored offsets"),
@@ -231,7 +234,7 @@ impl Flow {
         key: Option<&[u8]>,
         payload: Option<&[u8]>,
     ) {
-        if let Some(&below) = self.skip_below.get(&(topic.to_string(), partition)) {
+        if let Some(&below) = self.skip_below.get(topic).and_then(|t| t.get(&partition)) {
             if offset < below {
                 self.metrics.replayed.inc();
                 return;
