@@ -958,7 +958,7 @@ mod tests {
         fn an_array_decodes_as_its_elements_one_by_one(
             elements in proptest::collection::vec(
                 proptest::collection::vec(
-                    ("(server_id|timestamp|cpu|name|value|labels|status)", "(null|-1|0|0.5|150|\"x\"|\"degraded\"|42|\\{\"job\":\"j\"\\}|1763700000000|\\[\\])"),
+                    ("(server_id|timestamp|cpu|name|value|labels|status)", "(null|-1|0|0\\.5|150|\"x\"|\"degraded\"|42|\\{\"job\":\"j\"\\}|1763700000000|\\[\\])"),
                     0..6,
                 ),
                 1..5,
