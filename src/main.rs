@@ -424,27 +424,14 @@ fn main() -> anyhow::Result<()> {
                 services,
                 rounds,
             }) => {
-                let report = tokio::task::spawn_blocking(move || {
-                    mcpwatch::loadtest::bench_decode(samples, services, rounds)
-                })
-                .await?;
-                println!("{report}");
-                Ok(())
+                print_blocking(move || mcpwatch::loadtest::bench_decode(samples, services, rounds))
+                    .await
             }
             Command::Bench(Bench::Features { services, samples }) => {
-                let report = tokio::task::spawn_blocking(move || {
-                    mcpwatch::features::run_bench(services, samples)
-                })
-                .await?;
-                println!("{report}");
-                Ok(())
+                print_blocking(move || mcpwatch::features::run_bench(services, samples)).await
             }
             Command::Bench(Bench::Anomaly { series }) => {
-                let report =
-                    tokio::task::spawn_blocking(move || mcpwatch::anomaly::run_bench(series))
-                        .await?;
-                println!("{report}");
-                Ok(())
+                print_blocking(move || mcpwatch::anomaly::run_bench(series)).await
             }
             Command::Eval(Eval::Nab {
                 data,
@@ -664,4 +651,14 @@ fn init_logging(config: &Config) {
     } else {
         builder.init();
     }
+}
+
+/// Runs a CPU-bound bench off the async workers and prints its report (the last line is the
+/// figures).
+async fn print_blocking<R: std::fmt::Display + Send + 'static>(
+    bench: impl FnOnce() -> R + Send + 'static,
+) -> anyhow::Result<()> {
+    let report = tokio::task::spawn_blocking(bench).await?;
+    println!("{report}");
+    Ok(())
 }

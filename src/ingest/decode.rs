@@ -251,27 +251,18 @@ impl Decoder {
         s.response_time_ms = non_negative("response_time_ms", raw.response_time_ms)?;
         s.requests = non_negative("requests", raw.requests)?;
         s.errors = non_negative("errors", raw.errors)?;
-        s.status = match text("status", raw.status)? {
-            None => None,
-            // lower case is the norm: only other spellings pay for a lowered copy
-            Some(v) => Some(
-                Status::parse(&v)
-                    .or_else(|| Status::parse(&v.to_ascii_lowercase()))
-                    .ok_or_else(|| {
-                        invalid("status", format!("{v:?} is not healthy, degraded or down"))
-                    })?,
-            ),
-        };
-        s.event = match text("event", raw.event)? {
-            None => None,
-            Some(v) => Some(
-                Lifecycle::parse(&v)
-                    .or_else(|| Lifecycle::parse(&v.to_ascii_lowercase()))
-                    .ok_or_else(|| {
-                        invalid("event", format!("{v:?} is not add, remove or update"))
-                    })?,
-            ),
-        };
+        s.status = keyword(
+            "status",
+            raw.status,
+            Status::parse,
+            "healthy, degraded or down",
+        )?;
+        s.event = keyword(
+            "event",
+            raw.event,
+            Lifecycle::parse,
+            "add, remove or update",
+        )?;
         s.instance_id = id_field("instance_id", raw.instance_id)?;
         s.host = id_field("host", raw.host)?;
         s.platform = id_field("platform", raw.platform)?;
@@ -466,6 +457,23 @@ fn text<'a>(field: &'static str, v: Scalar<'a>) -> Result<Option<Cow<'a, str>>, 
             format!("expected a string, got {}", other.kind()),
         )),
     }
+}
+
+/// One of a fixed set of words, in any case: `parse` takes the lower-case spelling. Lower case
+/// is the norm, so only other spellings pay for a lowered copy.
+fn keyword<T>(
+    field: &'static str,
+    v: Scalar<'_>,
+    parse: fn(&str) -> Option<T>,
+    expected: &str,
+) -> Result<Option<T>, RejectReason> {
+    let Some(v) = text(field, v)? else {
+        return Ok(None);
+    };
+    parse(&v)
+        .or_else(|| parse(&v.to_ascii_lowercase()))
+        .map(Some)
+        .ok_or_else(|| invalid(field, format!("{v:?} is not {expected}")))
 }
 
 /// An identifier: a non-empty string (numbers are accepted and formatted).
