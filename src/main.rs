@@ -303,9 +303,12 @@ struct LoadOpts {
     /// PostgreSQL URL (schemas bench_* are dropped and re-created).
     #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
     pg_url: String,
-    /// Samples to pre-fill (about 1 % malformed).
+    /// Samples to pre-fill.
     #[arg(long, default_value_t = 1_000_000)]
     samples: usize,
+    /// Share of the pre-filled messages that are malformed (dead-lettered).
+    #[arg(long, default_value_t = 0.01)]
+    malformed_ratio: f64,
     #[arg(long, default_value_t = 500)]
     services: usize,
     /// Topic to pre-fill; it must exist (or the broker must auto-create it).
@@ -329,7 +332,7 @@ impl LoadOpts {
             pg_url: self.pg_url.clone(),
             samples: self.samples,
             services: self.services,
-            malformed_ratio: 0.01,
+            malformed_ratio: self.malformed_ratio,
             topic: self.topic.clone(),
             dead_letter_topic: self.dead_letter_topic.clone(),
             http_port: self.http_port,
