@@ -295,11 +295,16 @@ async fn outcome(
 /// The traffic every load test produces (and the bare COPY regenerates): deterministic for
 /// the same arguments and `now_ms`.
 fn traffic(args: &LoadArgs, now_ms: i64) -> Traffic {
-    let span_ms = (args.samples / args.services.max(1)) as i64 * 100 + 60_000;
+    generated(args.samples, args.services, args.malformed_ratio, now_ms)
+}
+
+/// [`traffic`] from its three inputs, for the benches that need no broker or database.
+fn generated(samples: usize, services: usize, malformed_ratio: f64, now_ms: i64) -> Traffic {
+    let span_ms = (samples / services.max(1)) as i64 * 100 + 60_000;
     Traffic::new(TrafficArgs {
-        services: args.services,
-        samples: args.samples,
-        malformed_ratio: args.malformed_ratio,
+        services,
+        samples,
+        malformed_ratio,
         start_ms: now_ms - span_ms,
         step_ms: 100,
         ..TrafficArgs::default()
@@ -644,19 +649,8 @@ impl std::fmt::Display for DecodeReport {
 /// and COPY-encoded on one thread, `rounds` times. No broker and no database: the figures are
 /// the daemon's own CPU per sample, the ceiling of one source thread.
 pub fn bench_decode(samples: usize, services: usize, rounds: usize) -> DecodeReport {
-    let args = LoadArgs {
-        brokers: String::new(),
-        pg_url: String::new(),
-        samples,
-        services,
-        malformed_ratio: 0.01,
-        topic: String::new(),
-        dead_letter_topic: String::new(),
-        http_port: 0,
-        writers: 1,
-    };
     let now = crate::daemon::now_ms();
-    let mut generator = traffic(&args, now);
+    let mut generator = generated(samples, services, 0.01, now);
     let payloads: Vec<Vec<u8>> = generator.by_ref().map(|m| m.payload).collect();
     let config = IngestConfig::default();
     let median = |mut v: Vec<f64>| {
@@ -669,6 +663,7 @@ pub fn bench_decode(samples: usize, services: usize, rounds: usize) -> DecodeRep
         let mut decoder = Decoder::new(&config);
         let mut out = Decoded::default();
         let mut all = Vec::with_capacity(samples);
+        rejected = 0;
         let t = Instant::now();
         for p in &payloads {
             out.clear();
@@ -695,7 +690,7 @@ pub fn bench_decode(samples: usize, services: usize, rounds: usize) -> DecodeRep
         produced_valid: generator.tally.valid_total(),
         produced_malformed: generator.tally.malformed,
         samples: decoded_samples,
-        rejected: rejected / rounds.max(1),
+        rejected,
         decode_ns_per_sample: median(decode_ns),
         encode_ns_per_sample: median(encode_ns),
     }

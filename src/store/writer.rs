@@ -155,13 +155,8 @@ impl Writer {
         dedupe: bool,
         gate: &mut Option<CommitGate<'_>>,
     ) -> Result<WriteOutcome, StoreError> {
-        let gate = gate.take();
-        let gate = async move {
-            match gate {
-                Some(g) => g.await,
-                None => Ok(()),
-            }
-        };
+        // the dedupe retry finds the gate already taken (and passed) by the first attempt
+        let gate = gate.take().unwrap_or_else(|| passed());
         let staged = async {
             let tx = client.transaction().await?;
             let outcome = self.stage(&tx, bytes, rows, offsets, dedupe).await?;
