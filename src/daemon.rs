@@ -106,6 +106,7 @@ pub async fn run_with(
                 pool: pool.clone(),
                 partitions: partitions.clone(),
                 consumer_group: config.kafka.group_id.clone(),
+                copy_rows: config.ingest.batch_rows,
                 metrics: metrics.store.clone(),
             }))
         }

@@ -558,6 +558,7 @@ mod tests {
             pool: pool.clone(),
             partitions: Arc::new(Partitions::default()),
             consumer_group: "g".into(),
+            copy_rows: 1000,
             metrics: StoreMetrics::default(),
         })
         .write(

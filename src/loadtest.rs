@@ -390,8 +390,18 @@ pub struct IngestReport {
     pub duplicates: u64,
     pub rate: f64,
     pub raw_copy: f64,
-    pub batch_p50_ms: f64,
-    pub batch_p99_ms: f64,
+    /// One COPY statement (at most 1000 rows) inside the daemon's transactions.
+    pub copy_p50_ms: f64,
+    pub copy_p99_ms: f64,
+    /// One daemon transaction: BEGIN, its COPYs, offsets, dead-letter wait, COMMIT.
+    pub commit_p50_ms: f64,
+    pub commit_p99_ms: f64,
+    /// Mean rows per daemon transaction (above 1000 when queued batches were grouped).
+    pub rows_per_commit: f64,
+    /// Mean milliseconds per daemon transaction in each step (COPY and the
+    /// `mcpwatch_store_stage_duration_seconds` stages).
+    pub stage_ms: Vec<(&'static str, f64)>,
+    /// One bare transaction of 1000 rows: BEGIN, COPY, COMMIT.
     pub raw_batch_p50_ms: f64,
     pub raw_batch_p99_ms: f64,
     pub produce_secs: f64,
@@ -399,10 +409,23 @@ pub struct IngestReport {
 
 impl std::fmt::Display for IngestReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let stages: Vec<String> = self
+            .stage_ms
+            .iter()
+            .map(|(stage, ms)| format!("{stage}={ms:.2}"))
+            .collect();
+        writeln!(f, "mean_ms_per_commit {}", stages.join(" "))?;
         writeln!(
             f,
-            "prefill_secs={:.1} batch1000_p50_ms={:.2} batch1000_p99_ms={:.2} raw_batch1000_p50_ms={:.2} raw_batch1000_p99_ms={:.2}",
-            self.produce_secs, self.batch_p50_ms, self.batch_p99_ms, self.raw_batch_p50_ms, self.raw_batch_p99_ms
+            "prefill_secs={:.1} copy1000_p50_ms={:.2} copy1000_p99_ms={:.2} commit_p50_ms={:.2} commit_p99_ms={:.2} rows_per_commit={:.0} raw_batch1000_p50_ms={:.2} raw_batch1000_p99_ms={:.2}",
+            self.produce_secs,
+            self.copy_p50_ms,
+            self.copy_p99_ms,
+            self.commit_p50_ms,
+            self.commit_p99_ms,
+            self.rows_per_commit,
+            self.raw_batch_p50_ms,
+            self.raw_batch_p99_ms
         )?;
         write!(
             f,
@@ -445,7 +468,29 @@ pub async fn bench_ingest(args: &LoadArgs) -> anyhow::Result<IngestReport> {
     let started = Instant::now();
     wait_offsets(&pool, &group, tally.messages, Duration::from_secs(1800)).await?;
     let elapsed = started.elapsed().as_secs_f64();
-    let buckets = daemon.histogram("mcpwatch_store_batch_duration_seconds");
+    let commits = daemon.histogram("mcpwatch_store_batch_duration_seconds");
+    let copies = daemon.histogram("mcpwatch_store_copy_duration_seconds");
+    let transactions = daemon
+        .metric("mcpwatch_store_batch_rows_count")
+        .unwrap_or(0.0)
+        .max(1.0);
+    let rows_per_commit = daemon
+        .metric("mcpwatch_store_batch_rows_sum")
+        .unwrap_or(0.0)
+        / transactions;
+    let mut stage_ms = vec![(
+        "copy",
+        daemon
+            .metric("mcpwatch_store_copy_duration_seconds_sum")
+            .unwrap_or(0.0),
+    )];
+    for stage in crate::store::BatchStage::ALL.map(|s| s.label()) {
+        let name = format!("mcpwatch_store_stage_duration_seconds_sum{{stage=\"{stage}\"}}");
+        stage_ms.push((stage, daemon.metric(&name).unwrap_or(0.0)));
+    }
+    for (_, seconds) in &mut stage_ms {
+        *seconds *= 1000.0 / transactions;
+    }
     daemon.terminate()?;
     let (stored, lost, duplicates, dlq) = outcome(&pool, args, &tally).await?;
 
@@ -459,8 +504,12 @@ pub async fn bench_ingest(args: &LoadArgs) -> anyhow::Result<IngestReport> {
         duplicates,
         rate: tally.valid_total() as f64 / elapsed,
         raw_copy,
-        batch_p50_ms: histogram_quantile(&buckets, 0.5) * 1000.0,
-        batch_p99_ms: histogram_quantile(&buckets, 0.99) * 1000.0,
+        copy_p50_ms: histogram_quantile(&copies, 0.5) * 1000.0,
+        copy_p99_ms: histogram_quantile(&copies, 0.99) * 1000.0,
+        commit_p50_ms: histogram_quantile(&commits, 0.5) * 1000.0,
+        commit_p99_ms: histogram_quantile(&commits, 0.99) * 1000.0,
+        rows_per_commit,
+        stage_ms,
         raw_batch_p50_ms: raw_p50,
         raw_batch_p99_ms: raw_p99,
         produce_secs: produce.as_secs_f64(),

@@ -106,6 +106,12 @@ pub struct IngestConfig {
     /// enough that a burst of one partition's messages (a Kafka fetch returns them partition
     /// by partition) does not stall the source while the other writers drain.
     pub queue_batches: usize,
+    /// Most queued batches one writer commits in a single PostgreSQL transaction (each still
+    /// its own `batch_rows` COPY). A writer only groups batches already waiting in its queue,
+    /// never waits for more, so a caught-up writer commits each batch alone; a backlog pays
+    /// BEGIN, the offsets upsert, the dead-letter wait and COMMIT once per group. 1 turns
+    /// grouping off.
+    pub commit_batches: usize,
     /// Messages larger than this go to the dead-letter topic unread.
     pub max_message_bytes: usize,
     /// Samples further in the future than this are rejected (clock skew guard).
@@ -122,6 +128,7 @@ impl Default for IngestConfig {
             flush_interval_ms: 250,
             writers: 2,
             queue_batches: 16,
+            commit_batches: 4,
             max_message_bytes: 1 << 20,
             max_future_secs: 3600,
             max_age_secs: 7 * 86_400,
@@ -158,6 +165,13 @@ impl IngestConfig {
                 "ingest.queue_batches",
                 format!("{} is outside 1..=1024", self.queue_batches),
                 "use e.g. 4",
+            ));
+        }
+        if !(1..=64).contains(&self.commit_batches) {
+            return Err(ConfigError::invalid(
+                "ingest.commit_batches",
+                format!("{} is outside 1..=64", self.commit_batches),
+                "use e.g. 4 (1 commits every batch on its own)",
             ));
         }
         if self.max_message_bytes < 1024 {

@@ -6,6 +6,10 @@
 //!                      │                                               │  committed once DLQ acks)
 //!                      └──────────────── Ack (offsets) ◀────────────────┘──▶ downstream (features…)
 //! ```
+//!
+//! A writer that falls behind commits the batches already waiting in its queue together
+//! (up to `ingest.commit_batches`): one transaction, one dead-letter wait, one COMMIT, then
+//! one ack per batch.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -21,7 +25,7 @@ use super::metrics::{IngestMetrics, Seconds, WriterStage};
 use super::source::{Ack, Batch, OffsetLoader, Source, SourceArgs};
 use super::IngestError;
 use crate::sample::Sample;
-use crate::store::{CommitGate, DurableSink};
+use crate::store::{CommitGate, DurableSink, PartitionOffset};
 
 /// Samples after they are durable, for the stages downstream of the store.
 pub type Downstream = mpsc::Sender<Arc<Vec<Sample>>>;
@@ -62,6 +66,7 @@ impl Pipeline {
             writers.spawn(write_loop(WriteLoop {
                 id,
                 queue: rx,
+                group_max: args.ingest.commit_batches,
                 acks: ack_tx.clone(),
                 writer: args.writer.clone(),
                 dlq: dlq.clone(),
@@ -110,6 +115,8 @@ struct WriteLoop {
     id: usize,
     /// This writer's batches, from the source thread. Closed at shutdown.
     queue: mpsc::Receiver<Batch>,
+    /// Most queued batches committed in one transaction.
+    group_max: usize,
     /// Back to the source thread, which commits the offsets to Kafka.
     acks: std::sync::mpsc::Sender<Ack>,
     /// The durable store, shared by every writer task.
@@ -149,9 +156,52 @@ fn lap(counter: &Seconds, since: &mut Instant) {
 /// (the batch is then replayed by whoever consumes the partition next).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 
+/// Batches committed in one transaction: their rows in one write, their dead letters behind
+/// one gate, the highest offset per partition stored with them.
+struct Group {
+    /// The first batch, grown by the ones after it (rows and dead letters appended, offsets
+    /// raised), so a group of one moves nothing.
+    batch: Batch,
+    /// Each member's own offsets, acknowledged one [`Ack`] per batch afterwards (the source
+    /// counts batches in flight).
+    acks: Vec<Vec<PartitionOffset>>,
+}
+
+impl Group {
+    fn new(batch: Batch) -> Group {
+        Group {
+            acks: vec![batch.offsets.clone()],
+            batch,
+        }
+    }
+
+    fn push(&mut self, mut next: Batch) {
+        self.batch.samples.append(&mut next.samples);
+        self.batch.dead.append(&mut next.dead);
+        self.batch.messages += next.messages;
+        for o in &next.offsets {
+            self.batch.advance(&o.topic, o.partition, o.next);
+        }
+        self.acks.push(next.offsets);
+    }
+
+    /// The first batch and whatever else is already queued, up to `max` batches.
+    fn take(first: Batch, queue: &mut mpsc::Receiver<Batch>, max: usize) -> Group {
+        let mut group = Group::new(first);
+        while group.acks.len() < max {
+            match queue.try_recv() {
+                Ok(next) => group.push(next),
+                Err(_) => break,
+            }
+        }
+        group
+    }
+}
+
 async fn write_loop(mut w: WriteLoop) {
     let mut clock = Instant::now();
-    while let Some(batch) = w.queue.recv().await {
+    while let Some(first) = w.queue.recv().await {
+        let Group { batch, acks } = Group::take(first, &mut w.queue, w.group_max);
         lap(&w.timers.idle, &mut clock);
         let mut backoff = Duration::from_millis(50);
         // set once Kafka has acknowledged the batch's dead letters, so a retry of the rows
@@ -198,13 +248,10 @@ async fn write_loop(mut w: WriteLoop) {
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }
         let samples = Arc::new(batch.samples);
-        if w.acks
-            .send(Ack {
-                offsets: batch.offsets,
-            })
-            .is_err()
-        {
-            return;
+        for offsets in acks {
+            if w.acks.send(Ack { offsets }).is_err() {
+                return;
+            }
         }
         if let Some(down) = &w.downstream {
             if !samples.is_empty() && down.send(samples).await.is_err() {
@@ -212,5 +259,56 @@ async fn write_loop(mut w: WriteLoop) {
             }
             lap(&w.timers.handoff, &mut clock);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sample::Origin;
+
+    fn batch(first: i64, rows: i64, offsets: &[(i32, i64)]) -> Batch {
+        let mut b = Batch::default();
+        b.samples = (first..first + rows)
+            .map(|i| Sample::new("svc", i, Origin::Mcp))
+            .collect();
+        b.messages = rows as usize;
+        for &(partition, next) in offsets {
+            b.advance("t", partition, next);
+        }
+        b
+    }
+
+    fn pairs(offsets: &[PartitionOffset]) -> Vec<(i32, i64)> {
+        let mut v: Vec<_> = offsets.iter().map(|o| (o.partition, o.next)).collect();
+        v.sort();
+        v
+    }
+
+    #[tokio::test]
+    async fn a_group_takes_only_what_is_queued_and_keeps_each_batch_ack() {
+        let (tx, mut rx) = mpsc::channel(8);
+        for b in [
+            batch(10, 2, &[(1, 7)]),
+            batch(12, 3, &[(0, 9), (1, 8)]),
+            batch(15, 1, &[(2, 4)]),
+        ] {
+            tx.send(b).await.unwrap();
+        }
+        let first = batch(0, 10, &[(0, 5)]);
+        let group = Group::take(first, &mut rx, 3);
+        // rows in queue order, offsets the highest per partition, one ack per member
+        let ts: Vec<i64> = group.batch.samples.iter().map(|s| s.ts_ms).collect();
+        assert_eq!(ts, (0..15).collect::<Vec<_>>());
+        assert_eq!(group.batch.messages, 15);
+        assert_eq!(pairs(&group.batch.offsets), vec![(0, 9), (1, 8)]);
+        let acks: Vec<_> = group.acks.iter().map(|a| pairs(a)).collect();
+        assert_eq!(acks, vec![vec![(0, 5)], vec![(1, 7)], vec![(0, 9), (1, 8)]]);
+
+        // the fourth batch stayed queued; an empty queue ends a group of one at once
+        let rest = rx.recv().await.unwrap();
+        let alone = Group::take(rest, &mut rx, 3);
+        assert_eq!(alone.acks.len(), 1);
+        assert_eq!(pairs(&alone.batch.offsets), vec![(2, 4)]);
     }
 }

@@ -48,7 +48,8 @@ impl Batch {
         self.messages == 0
     }
 
-    fn advance(&mut self, topic: &str, partition: i32, next: i64) {
+    /// Raises the batch's offset for one partition (never lowers it).
+    pub(super) fn advance(&mut self, topic: &str, partition: i32, next: i64) {
         match self
             .offsets
             .iter_mut()

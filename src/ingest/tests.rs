@@ -55,6 +55,7 @@ async fn run_until_caught_up(
         pool: pool.clone(),
         partitions: Arc::new(Partitions::default()),
         consumer_group: group.to_string(),
+        copy_rows: 64,
         metrics: store.clone(),
     });
     let pipeline = Pipeline::start(PipelineArgs {

@@ -23,7 +23,7 @@ use std::time::Duration;
 pub use config::{is_identifier, StoreBackend, StoreConfig};
 pub use local::{LocalStore, LocalStoreArgs};
 pub use local_table::LocalTable;
-pub use metrics::StoreMetrics;
+pub use metrics::{BatchStage, StoreMetrics};
 pub use schema::{migrate, Partitions};
 pub use sink::DurableSink;
 pub use writer::{passed, CommitGate, PartitionOffset, WriteOutcome, Writer, WriterArgs};

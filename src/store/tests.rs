@@ -28,6 +28,7 @@ fn writer(pool: &deadpool_postgres::Pool) -> Writer {
         pool: pool.clone(),
         partitions: Arc::new(Partitions::default()),
         consumer_group: "g".into(),
+        copy_rows: 1000,
         metrics: StoreMetrics::default(),
     })
 }
@@ -133,6 +134,68 @@ async fn a_failed_gate_rolls_the_batch_back_and_a_passed_one_commits_it() {
     assert_eq!(out.inserted, 500);
     assert_eq!(count(&pool, "SELECT count(*) FROM samples").await, 500);
     assert_eq!(w.stored_offsets("t").await.unwrap(), vec![(0, 10)]);
+}
+
+/// The `_count` of one of the store's histograms (with `labels`, e.g. `{stage="commit"}`),
+/// read back through the text exposition.
+fn observations(m: &StoreMetrics, name: &str, labels: &str) -> u64 {
+    let mut registry = prometheus_client::registry::Registry::default();
+    m.register(&mut registry);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    let prefix = format!("{name}_count{labels} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map_or(0, |v| v.trim().parse().unwrap())
+}
+
+#[tokio::test]
+async fn a_long_write_is_several_copies_in_one_transaction() {
+    let (pool, _) = fresh_store("grouped").await;
+    let metrics = StoreMetrics::default();
+    let w = Writer::new(WriterArgs {
+        pool: pool.clone(),
+        partitions: Arc::new(Partitions::default()),
+        consumer_group: "g".into(),
+        copy_rows: 100,
+        metrics: metrics.clone(),
+    });
+    let now = crate::daemon::now_ms();
+    let rows: Vec<Sample> = (0..250).map(|i| sample("svc-long", now - i, i)).collect();
+
+    // a gate that fails after all three COPYs rolls every one of them back
+    let gate: CommitGate<'_> = Box::pin(async {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        Err("kafka is down".to_string())
+    });
+    assert!(w.write_gated(&rows, &[offset(0, 3)], gate).await.is_err());
+    assert_eq!(count(&pool, "SELECT count(*) FROM samples").await, 0);
+    let copy = "mcpwatch_store_copy_duration_seconds";
+    assert_eq!(observations(&metrics, copy, ""), 3, "100 + 100 + 50 rows");
+
+    let out = w.write(&rows, &[offset(0, 3)]).await.unwrap();
+    assert_eq!(out.inserted, 250);
+    assert_eq!(count(&pool, "SELECT count(*) FROM samples").await, 250);
+    assert_eq!(w.stored_offsets("t").await.unwrap(), vec![(0, 3)]);
+    assert_eq!(observations(&metrics, copy, ""), 6);
+    let stage = "mcpwatch_store_stage_duration_seconds";
+    assert_eq!(observations(&metrics, stage, "{stage=\"commit\"}"), 1);
+    assert_eq!(observations(&metrics, stage, "{stage=\"begin\"}"), 2);
+    assert_eq!(observations(&metrics, stage, "{stage=\"gate\"}"), 1);
+
+    // a replay whose duplicates straddle the COPYs goes through staging as a whole
+    let mut replay = rows[150..].to_vec();
+    replay.extend((250..300).map(|i| sample("svc-long", now - i, i)));
+    let out = w.write(&replay, &[offset(0, 4)]).await.unwrap();
+    assert_eq!(
+        out,
+        WriteOutcome {
+            inserted: 50,
+            duplicates: 100
+        }
+    );
+    assert_eq!(count(&pool, "SELECT count(*) FROM samples").await, 300);
+    assert_eq!(observations(&metrics, stage, "{stage=\"dedupe\"}"), 1);
 }
 
 #[tokio::test]

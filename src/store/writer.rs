@@ -1,6 +1,10 @@
 //! Commits one batch of samples together with the Kafka offsets it covers, in one
 //! PostgreSQL transaction.
 //!
+//! The rows go in binary `COPY`s of at most `copy_rows` (1000) rows each; a group of batches
+//! that queued up behind a slow commit shares one transaction (several COPYs, one offsets
+//! upsert, one COMMIT), so a backlog pays the per-transaction cost once per group.
+//!
 //! The fast path is a plain binary `COPY` into the partitioned table. If it trips over the
 //! natural key (a producer sent a sample twice, or a replay raced another replica), the same
 //! bytes are copied into a temporary staging table and inserted with `ON CONFLICT DO NOTHING`,
@@ -15,7 +19,7 @@ use futures::SinkExt;
 use tokio_postgres::error::SqlState;
 
 use super::copy::{day_of, CopyEncoder, SAMPLE_COLUMNS};
-use super::metrics::StoreMetrics;
+use super::metrics::{BatchStage, StoreMetrics};
 use super::schema::Partitions;
 use super::StoreError;
 use crate::sample::Sample;
@@ -41,6 +45,9 @@ pub struct WriterArgs {
     pub pool: deadpool_postgres::Pool,
     pub partitions: Arc<Partitions>,
     pub consumer_group: String,
+    /// Rows per COPY statement (`ingest.batch_rows`); a longer write is several COPYs in the
+    /// same transaction.
+    pub copy_rows: usize,
     pub metrics: StoreMetrics,
 }
 
@@ -68,6 +75,7 @@ pub struct Writer {
     /// Which daily partitions exist; shared by every writer of the process.
     partitions: Arc<Partitions>,
     consumer_group: String,
+    copy_rows: usize,
     metrics: StoreMetrics,
 }
 
@@ -77,6 +85,7 @@ impl Writer {
             pool: args.pool,
             partitions: args.partitions,
             consumer_group: args.consumer_group,
+            copy_rows: args.copy_rows.max(1),
             metrics: args.metrics,
         }
     }
@@ -110,25 +119,34 @@ impl Writer {
         offsets: &[PartitionOffset],
         gate: CommitGate<'_>,
     ) -> Result<WriteOutcome, StoreError> {
+        let mut step = Instant::now();
         let mut client = self.pool.get().await?;
+        self.lap(BatchStage::Connection, &mut step);
         if !samples.is_empty() {
             let created = self
                 .partitions
                 .ensure(&client, "samples", samples.iter().map(|s| day_of(s.ts_ms)))
                 .await?;
             self.metrics.partitions_created.inc_by(created as u64);
+            self.lap(BatchStage::Partitions, &mut step);
         }
-        let mut encoder = CopyEncoder::with_capacity(samples.len());
-        for s in samples {
-            encoder.push(s);
-        }
-        let bytes = encoder.finish();
+        let copies: Vec<Bytes> = samples
+            .chunks(self.copy_rows)
+            .map(|chunk| {
+                let mut encoder = CopyEncoder::with_capacity(chunk.len());
+                for s in chunk {
+                    encoder.push(s);
+                }
+                encoder.finish()
+            })
+            .collect();
+        self.lap(BatchStage::Encode, &mut step);
 
         let mut gate = Some(gate);
         match self
             .commit(
                 &mut client,
-                &bytes,
+                &copies,
                 samples.len(),
                 offsets,
                 false,
@@ -137,11 +155,25 @@ impl Writer {
             .await
         {
             Err(StoreError::Postgres(e)) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
-                self.commit(&mut client, &bytes, samples.len(), offsets, true, &mut gate)
-                    .await
+                self.commit(
+                    &mut client,
+                    &copies,
+                    samples.len(),
+                    offsets,
+                    true,
+                    &mut gate,
+                )
+                .await
             }
             other => other,
         }
+    }
+
+    /// Records the time since `*since` under `stage` and restarts the clock.
+    fn lap(&self, stage: BatchStage, since: &mut Instant) {
+        let now = Instant::now();
+        self.metrics.stage(stage, now.duration_since(*since));
+        *since = now;
     }
 
     /// One transaction: rows, then offsets, then — once `gate` (taken by the first call) has
@@ -149,7 +181,7 @@ impl Writer {
     async fn commit(
         &self,
         client: &mut deadpool_postgres::Object,
-        bytes: &Bytes,
+        copies: &[Bytes],
         rows: usize,
         offsets: &[PartitionOffset],
         dedupe: bool,
@@ -157,15 +189,27 @@ impl Writer {
     ) -> Result<WriteOutcome, StoreError> {
         // the dedupe retry finds the gate already taken (and passed) by the first attempt
         let gate = gate.take().unwrap_or_else(|| passed());
-        let staged = async {
-            let tx = client.transaction().await?;
-            let outcome = self.stage(&tx, bytes, rows, offsets, dedupe).await?;
-            Ok::<_, StoreError>((tx, outcome))
+        let gate = async {
+            let passed = gate.await;
+            (passed, Instant::now())
         };
-        let (gate, staged) = futures::join!(gate, staged);
+        let staged = async {
+            let mut step = Instant::now();
+            let tx = client.transaction().await?;
+            self.lap(BatchStage::Begin, &mut step);
+            let outcome = self.stage(&tx, copies, rows, offsets, dedupe).await?;
+            Ok::<_, StoreError>((tx, outcome, Instant::now()))
+        };
+        let ((gate, gate_done), staged) = futures::join!(gate, staged);
         gate.map_err(StoreError::Held)?;
-        let (tx, outcome) = staged?;
+        let (tx, outcome, staged_done) = staged?;
+        self.metrics.stage(
+            BatchStage::Gate,
+            gate_done.saturating_duration_since(staged_done),
+        );
+        let mut step = Instant::now();
         tx.commit().await?;
+        self.lap(BatchStage::Commit, &mut step);
         Ok(outcome)
     }
 
@@ -174,26 +218,25 @@ impl Writer {
     async fn stage(
         &self,
         tx: &deadpool_postgres::Transaction<'_>,
-        bytes: &Bytes,
+        copies: &[Bytes],
         rows: usize,
         offsets: &[PartitionOffset],
         dedupe: bool,
     ) -> Result<WriteOutcome, StoreError> {
         let mut outcome = WriteOutcome::default();
         if rows > 0 {
-            let copy_started = Instant::now();
             if dedupe {
                 tx.batch_execute(
                     "CREATE TEMP TABLE IF NOT EXISTS samples_staging \
                      (LIKE samples INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
                 )
                 .await?;
-                copy_in(
-                    tx,
-                    &format!("COPY samples_staging ({SAMPLE_COLUMNS}) FROM STDIN (FORMAT binary)"),
-                    bytes,
-                )
-                .await?;
+                let into_staging =
+                    format!("COPY samples_staging ({SAMPLE_COLUMNS}) FROM STDIN (FORMAT binary)");
+                for copy in copies {
+                    self.copy_in(tx, &into_staging, copy).await?;
+                }
+                let step = Instant::now();
                 let inserted = tx
                     .execute(
                         &format!(
@@ -204,21 +247,19 @@ impl Writer {
                         &[],
                     )
                     .await?;
+                self.metrics.stage(BatchStage::Dedupe, step.elapsed());
                 outcome.inserted = inserted;
                 outcome.duplicates = rows as u64 - inserted;
             } else {
-                outcome.inserted = copy_in(
-                    tx,
-                    &format!("COPY samples ({SAMPLE_COLUMNS}) FROM STDIN (FORMAT binary)"),
-                    bytes,
-                )
-                .await?;
+                let into_samples =
+                    format!("COPY samples ({SAMPLE_COLUMNS}) FROM STDIN (FORMAT binary)");
+                for copy in copies {
+                    outcome.inserted += self.copy_in(tx, &into_samples, copy).await?;
+                }
             }
-            self.metrics
-                .copy_seconds
-                .observe(copy_started.elapsed().as_secs_f64());
         }
         if !offsets.is_empty() {
+            let step = Instant::now();
             let topics: Vec<&str> = offsets.iter().map(|o| o.topic.as_str()).collect();
             let partitions: Vec<i32> = offsets.iter().map(|o| o.partition).collect();
             let next: Vec<i64> = offsets.iter().map(|o| o.next).collect();
@@ -228,6 +269,7 @@ impl Writer {
                 &[&self.consumer_group, &topics, &partitions, &next],
             )
             .await?;
+            self.metrics.stage(BatchStage::Offsets, step.elapsed());
         }
         Ok(outcome)
     }
@@ -243,15 +285,22 @@ impl Writer {
             .await?;
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
-}
 
-async fn copy_in(
-    tx: &tokio_postgres::Transaction<'_>,
-    statement: &str,
-    bytes: &Bytes,
-) -> Result<u64, StoreError> {
-    let sink = tx.copy_in::<_, Bytes>(statement).await?;
-    futures::pin_mut!(sink);
-    sink.send(bytes.clone()).await?;
-    Ok(sink.finish().await?)
+    /// One `COPY … FROM STDIN` of an encoded stream; returns the rows it wrote.
+    async fn copy_in(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        statement: &str,
+        bytes: &Bytes,
+    ) -> Result<u64, StoreError> {
+        let started = Instant::now();
+        let sink = tx.copy_in::<_, Bytes>(statement).await?;
+        futures::pin_mut!(sink);
+        sink.send(bytes.clone()).await?;
+        let rows = sink.finish().await?;
+        self.metrics
+            .copy_seconds
+            .observe(started.elapsed().as_secs_f64());
+        Ok(rows)
+    }
 }
