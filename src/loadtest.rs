@@ -125,33 +125,15 @@ impl Daemon {
         })
     }
 
-    /// Reads one unlabelled sample from `/metrics` (None while the server is not up).
-    pub fn metric(&self, name: &str) -> Option<f64> {
-        let body = http_get(self.port, "/metrics").ok()?;
-        body.lines()
-            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
+    /// One read of `/metrics` (empty while the server is not up), to take several figures
+    /// from the same moment with one request.
+    pub fn scrape(&self) -> Scrape {
+        Scrape(http_get(self.port, "/metrics").unwrap_or_default())
     }
 
-    /// `_bucket` lines of a histogram: (upper bound, cumulative count).
-    pub fn histogram(&self, name: &str) -> Vec<(f64, f64)> {
-        let Ok(body) = http_get(self.port, "/metrics") else {
-            return vec![];
-        };
-        let prefix = format!("{name}_bucket{{le=\"");
-        body.lines()
-            .filter_map(|l| l.strip_prefix(&prefix))
-            .filter_map(|rest| {
-                let (le, count) = rest.split_once("\"} ")?;
-                let le = if le == "+Inf" {
-                    f64::INFINITY
-                } else {
-                    le.parse().ok()?
-                };
-                Some((le, count.split_whitespace().next()?.parse().ok()?))
-            })
-            .collect()
+    /// Reads one sample from `/metrics` (None while the server is not up).
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        self.scrape().metric(name)
     }
 
     pub fn kill(mut self) -> anyhow::Result<()> {
@@ -342,10 +324,47 @@ pub fn count_topic(
     Ok(n)
 }
 
+/// The text of one `/metrics` read.
+#[derive(Default)]
+pub struct Scrape(String);
+
+impl Scrape {
+    /// One sample by its full name, labels included (`name{label="v"}`).
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        self.0
+            .lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    }
+
+    /// `_bucket` lines of a histogram: (upper bound, cumulative count).
+    pub fn histogram(&self, name: &str) -> Vec<(f64, f64)> {
+        let prefix = format!("{name}_bucket{{le=\"");
+        self.0
+            .lines()
+            .filter_map(|l| l.strip_prefix(&prefix))
+            .filter_map(|rest| {
+                let (le, count) = rest.split_once("\"} ")?;
+                let le = if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    le.parse().ok()?
+                };
+                Some((le, count.split_whitespace().next()?.parse().ok()?))
+            })
+            .collect()
+    }
+}
+
 /// Samples stored so far (from the child's own counter, falling back to 0 before it is up).
 fn stored_so_far(d: &Daemon) -> f64 {
-    d.metric("mcpwatch_samples_stored_total").unwrap_or(0.0)
-        + d.metric("mcpwatch_store_duplicates_skipped_total")
+    let scrape = d.scrape();
+    scrape
+        .metric("mcpwatch_samples_stored_total")
+        .unwrap_or(0.0)
+        + scrape
+            .metric("mcpwatch_store_duplicates_skipped_total")
             .unwrap_or(0.0)
 }
 
@@ -468,25 +487,26 @@ pub async fn bench_ingest(args: &LoadArgs) -> anyhow::Result<IngestReport> {
     let started = Instant::now();
     wait_offsets(&pool, &group, tally.messages, Duration::from_secs(1800)).await?;
     let elapsed = started.elapsed().as_secs_f64();
-    let commits = daemon.histogram("mcpwatch_store_batch_duration_seconds");
-    let copies = daemon.histogram("mcpwatch_store_copy_duration_seconds");
-    let transactions = daemon
+    let scrape = daemon.scrape();
+    let commits = scrape.histogram("mcpwatch_store_batch_duration_seconds");
+    let copies = scrape.histogram("mcpwatch_store_copy_duration_seconds");
+    let transactions = scrape
         .metric("mcpwatch_store_batch_rows_count")
         .unwrap_or(0.0)
         .max(1.0);
-    let rows_per_commit = daemon
+    let rows_per_commit = scrape
         .metric("mcpwatch_store_batch_rows_sum")
         .unwrap_or(0.0)
         / transactions;
     let mut stage_ms = vec![(
         "copy",
-        daemon
+        scrape
             .metric("mcpwatch_store_copy_duration_seconds_sum")
             .unwrap_or(0.0),
     )];
     for stage in crate::store::BatchStage::ALL.map(|s| s.label()) {
         let name = format!("mcpwatch_store_stage_duration_seconds_sum{{stage=\"{stage}\"}}");
-        stage_ms.push((stage, daemon.metric(&name).unwrap_or(0.0)));
+        stage_ms.push((stage, scrape.metric(&name).unwrap_or(0.0)));
     }
     for (_, seconds) in &mut stage_ms {
         *seconds *= 1000.0 / transactions;
