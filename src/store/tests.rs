@@ -196,6 +196,25 @@ async fn a_long_write_is_several_copies_in_one_transaction() {
     );
     assert_eq!(count(&pool, "SELECT count(*) FROM samples").await, 300);
     assert_eq!(observations(&metrics, stage, "{stage=\"dedupe\"}"), 1);
+
+    // duplicates only in the last COPY, the one the offsets upsert is pipelined behind: the
+    // upsert fails with the aborted transaction, the unique violation is what is reported,
+    // and the staged retry stores the new rows and advances the offsets once
+    let mut replay = (300..400)
+        .map(|i| sample("svc-long", now - i, i))
+        .collect::<Vec<_>>();
+    replay.extend_from_slice(&rows[..50]);
+    let out = w.write(&replay, &[offset(0, 5)]).await.unwrap();
+    assert_eq!(
+        out,
+        WriteOutcome {
+            inserted: 100,
+            duplicates: 50
+        }
+    );
+    assert_eq!(count(&pool, "SELECT count(*) FROM samples").await, 400);
+    assert_eq!(w.stored_offsets("t").await.unwrap(), vec![(0, 5)]);
+    assert_eq!(observations(&metrics, stage, "{stage=\"dedupe\"}"), 2);
 }
 
 #[tokio::test]

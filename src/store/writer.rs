@@ -10,13 +10,16 @@
 //! bytes are copied into a temporary staging table and inserted with `ON CONFLICT DO NOTHING`,
 //! so duplicates are skipped instead of failing the batch.
 
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
 use std::time::Instant;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::SinkExt;
 use tokio_postgres::error::SqlState;
+use tokio_postgres::CopyInSink;
 
 use super::copy::{day_of, CopyEncoder, SAMPLE_COLUMNS};
 use super::metrics::{BatchStage, StoreMetrics};
@@ -65,6 +68,29 @@ const ADVANCE_OFFSETS: &str = "INSERT INTO ingest_offsets (consumer_group, topic
      SELECT $1, * FROM unnest($2::text[], $3::int[], $4::bigint[]) \
      ON CONFLICT (consumer_group, topic, partition) DO UPDATE \
      SET next_offset = GREATEST(ingest_offsets.next_offset, EXCLUDED.next_offset), updated_at = now()";
+
+/// The fast path's statement, prepared once per connection like [`ADVANCE_OFFSETS`].
+static COPY_INTO_SAMPLES: LazyLock<String> =
+    LazyLock::new(|| format!("COPY samples ({SAMPLE_COLUMNS}) FROM STDIN (FORMAT binary)"));
+
+/// The dedupe path: the same bytes into a session's staging table, then only the new rows on.
+static COPY_INTO_STAGING: LazyLock<String> =
+    LazyLock::new(|| format!("COPY samples_staging ({SAMPLE_COLUMNS}) FROM STDIN (FORMAT binary)"));
+static INSERT_FROM_STAGING: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO samples ({SAMPLE_COLUMNS}) \
+         SELECT DISTINCT ON (service_id, ts, series) {SAMPLE_COLUMNS} FROM samples_staging \
+         ON CONFLICT DO NOTHING"
+    )
+});
+
+/// A COPY whose rows have been sent and whose end is not yet acknowledged.
+struct OpenCopy {
+    /// The statement's data stream on the writer's connection; dropped unfinished, it aborts
+    /// the COPY (and so the transaction).
+    sink: Pin<Box<CopyInSink<Bytes>>>,
+    started: Instant,
+}
 
 /// Writes batches. Cheap to clone; each ingest writer task holds one.
 #[derive(Clone)]
@@ -213,8 +239,11 @@ impl Writer {
         Ok(outcome)
     }
 
-    /// Copies the rows and advances the offsets inside `tx`. The offsets statement is
-    /// prepared once per connection rather than parsed and planned for every batch.
+    /// Copies the rows and advances the offsets inside `tx`. The COPY and offsets statements
+    /// are prepared once per connection rather than parsed (and planned) for every batch.
+    ///
+    /// The offsets upsert is pipelined behind the last COPY, so it adds no round trip of its
+    /// own. On a busy machine a round trip costs a scheduling delay on both sides.
     async fn stage(
         &self,
         tx: &deadpool_postgres::Transaction<'_>,
@@ -224,54 +253,126 @@ impl Writer {
         dedupe: bool,
     ) -> Result<WriteOutcome, StoreError> {
         let mut outcome = WriteOutcome::default();
-        if rows > 0 {
-            if dedupe {
-                tx.batch_execute(
-                    "CREATE TEMP TABLE IF NOT EXISTS samples_staging \
-                     (LIKE samples INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
-                )
-                .await?;
-                let into_staging =
-                    format!("COPY samples_staging ({SAMPLE_COLUMNS}) FROM STDIN (FORMAT binary)");
-                for copy in copies {
-                    self.copy_in(tx, &into_staging, copy).await?;
-                }
-                let step = Instant::now();
-                let inserted = tx
-                    .execute(
-                        &format!(
-                            "INSERT INTO samples ({SAMPLE_COLUMNS}) \
-                             SELECT DISTINCT ON (service_id, ts, series) {SAMPLE_COLUMNS} FROM samples_staging \
-                             ON CONFLICT DO NOTHING"
-                        ),
-                        &[],
-                    )
-                    .await?;
-                self.metrics.stage(BatchStage::Dedupe, step.elapsed());
-                outcome.inserted = inserted;
-                outcome.duplicates = rows as u64 - inserted;
-            } else {
-                let into_samples =
-                    format!("COPY samples ({SAMPLE_COLUMNS}) FROM STDIN (FORMAT binary)");
-                for copy in copies {
-                    outcome.inserted += self.copy_in(tx, &into_samples, copy).await?;
-                }
+        let advanced = |took: Duration| {
+            if !offsets.is_empty() {
+                self.metrics.stage(BatchStage::Offsets, took);
             }
-        }
-        if !offsets.is_empty() {
+        };
+        if rows == 0 {
             let step = Instant::now();
-            let topics: Vec<&str> = offsets.iter().map(|o| o.topic.as_str()).collect();
-            let partitions: Vec<i32> = offsets.iter().map(|o| o.partition).collect();
-            let next: Vec<i64> = offsets.iter().map(|o| o.next).collect();
-            let advance = tx.prepare_cached(ADVANCE_OFFSETS).await?;
-            tx.execute(
-                &advance,
-                &[&self.consumer_group, &topics, &partitions, &next],
+            self.advance(tx, offsets).await?;
+            advanced(step.elapsed());
+            return Ok(outcome);
+        }
+        if dedupe {
+            tx.batch_execute(
+                "CREATE TEMP TABLE IF NOT EXISTS samples_staging \
+                 (LIKE samples INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
             )
             .await?;
-            self.metrics.stage(BatchStage::Offsets, step.elapsed());
+            let into_staging = tx.prepare_cached(&COPY_INTO_STAGING).await?;
+            self.copy_all(tx, &into_staging, copies, async { Ok(()) })
+                .await?;
+            let step = Instant::now();
+            let inserted = tx.execute(INSERT_FROM_STAGING.as_str(), &[]).await?;
+            self.metrics.stage(BatchStage::Dedupe, step.elapsed());
+            outcome.inserted = inserted;
+            outcome.duplicates = rows as u64 - inserted;
+            let step = Instant::now();
+            self.advance(tx, offsets).await?;
+            advanced(step.elapsed());
+        } else {
+            let into_samples = tx.prepare_cached(&COPY_INTO_SAMPLES).await?;
+            let (inserted, offsets_tail) = self
+                .copy_all(tx, &into_samples, copies, self.advance(tx, offsets))
+                .await?;
+            // what the upsert added after the last COPY: it ran behind it on the wire
+            advanced(offsets_tail);
+            outcome.inserted = inserted;
         }
         Ok(outcome)
+    }
+
+    /// Runs one COPY per element of `copies`, then `then` pipelined behind the last one (sent
+    /// before that COPY's end is acknowledged); returns the rows copied and how long `then`
+    /// went on after the last COPY had finished. If the COPY fails, the transaction is
+    /// aborted and `then` fails too; the COPY's error is the one returned (a unique violation
+    /// sends the caller down the dedupe path).
+    ///
+    /// The COPYs themselves are not pipelined with each other: with tokio-postgres 0.7, a COPY
+    /// started behind one that failed is refused, and its abort (CopyFail, Sync) draws a
+    /// ReadyForQuery no request waits for, which closes the connection the dedupe retry needs.
+    /// A plain statement behind a failed COPY fails cleanly. Measured, pipelining the COPYs as
+    /// well bought ~5 % of a grouped commit's latency (BENCHMARKS.md, ingest, session 7).
+    async fn copy_all(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        statement: &tokio_postgres::Statement,
+        copies: &[Bytes],
+        then: impl std::future::Future<Output = Result<(), StoreError>>,
+    ) -> Result<(u64, Duration), StoreError> {
+        let then = async { then.await.map(|()| Instant::now()) };
+        let Some((last, init)) = copies.split_last() else {
+            let started = Instant::now();
+            return then.await.map(|done| (0, done - started));
+        };
+        let mut copied = 0;
+        for bytes in init {
+            let open = self.start_copy(tx, statement, bytes).await?;
+            copied += self.finish_copy(open).await?;
+        }
+        let open = self.start_copy(tx, statement, last).await?;
+        let finish = async {
+            let rows = self.finish_copy(open).await;
+            (rows, Instant::now())
+        };
+        let ((finished, copies_done), then) = futures::join!(finish, then);
+        copied += finished?;
+        let then_done = then?;
+        Ok((copied, then_done.saturating_duration_since(copies_done)))
+    }
+
+    /// Starts a `COPY … FROM STDIN` and sends it all of `bytes`.
+    async fn start_copy(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        statement: &tokio_postgres::Statement,
+        bytes: &Bytes,
+    ) -> Result<OpenCopy, StoreError> {
+        let started = Instant::now();
+        let mut sink = Box::pin(tx.copy_in::<_, Bytes>(statement).await?);
+        sink.send(bytes.clone()).await?;
+        Ok(OpenCopy { sink, started })
+    }
+
+    /// Ends a COPY; returns the rows it wrote.
+    async fn finish_copy(&self, mut open: OpenCopy) -> Result<u64, StoreError> {
+        let rows = open.sink.as_mut().finish().await?;
+        self.metrics
+            .copy_seconds
+            .observe(open.started.elapsed().as_secs_f64());
+        Ok(rows)
+    }
+
+    /// Advances the offsets (highest per partition) inside `tx`.
+    async fn advance(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        offsets: &[PartitionOffset],
+    ) -> Result<(), StoreError> {
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let topics: Vec<&str> = offsets.iter().map(|o| o.topic.as_str()).collect();
+        let partitions: Vec<i32> = offsets.iter().map(|o| o.partition).collect();
+        let next: Vec<i64> = offsets.iter().map(|o| o.next).collect();
+        let advance = tx.prepare_cached(ADVANCE_OFFSETS).await?;
+        tx.execute(
+            &advance,
+            &[&self.consumer_group, &topics, &partitions, &next],
+        )
+        .await?;
+        Ok(())
     }
 
     /// The next offset to read per partition of `topic`, as last committed with rows.
@@ -284,23 +385,5 @@ impl Writer {
             )
             .await?;
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
-    }
-
-    /// One `COPY … FROM STDIN` of an encoded stream; returns the rows it wrote.
-    async fn copy_in(
-        &self,
-        tx: &tokio_postgres::Transaction<'_>,
-        statement: &str,
-        bytes: &Bytes,
-    ) -> Result<u64, StoreError> {
-        let started = Instant::now();
-        let sink = tx.copy_in::<_, Bytes>(statement).await?;
-        futures::pin_mut!(sink);
-        sink.send(bytes.clone()).await?;
-        let rows = sink.finish().await?;
-        self.metrics
-            .copy_seconds
-            .observe(started.elapsed().as_secs_f64());
-        Ok(rows)
     }
 }
