@@ -49,11 +49,11 @@ impl DeadLetterQueue {
             .set("acks", "all")
             // A batch's commit waits for its dead letters (they must be durable before the
             // offsets are), but they are sent when its COPY starts, so a short linger hides
-            // behind the COPY. Measured against none, 2 ms drained 172–207 k samples/s
-            // against 148–171 k in alternating runs, with the same wait for the
-            // acknowledgements; presumably fewer, larger produce requests cost both the
-            // daemon and the broker less CPU (BENCHMARKS.md, ingest, session 7).
-            // `kafka.properties` can override it.
+            // behind the COPY. Measured against none in six alternating pairs, 2 ms drained
+            // a median ~175 k samples/s against ~163 k (within this machine's noise in some
+            // pairs), with the same wait for the acknowledgements: presumably fewer, larger
+            // produce requests cost the daemon and the broker less CPU (BENCHMARKS.md,
+            // ingest, session 7). `kafka.properties` can override it.
             .set("linger.ms", "2")
             .set("message.timeout.ms", "30000");
         for (k, v) in &kafka.properties {
