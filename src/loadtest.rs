@@ -18,7 +18,7 @@ use rdkafka::ClientConfig;
 use crate::generate::{Tally, Traffic, TrafficArgs};
 use crate::ingest::decode::{Decoded, Decoder};
 use crate::ingest::IngestConfig;
-use crate::store::copy::{day_of, CopyEncoder, SAMPLE_COLUMNS};
+use crate::store::copy::{day_of, CopyEncoder, COPY_INTO_SAMPLES};
 use crate::store::{self, Partitions, StoreConfig};
 
 /// What every load test needs to know.
@@ -555,11 +555,7 @@ async fn raw_copy(args: &LoadArgs, now: i64) -> anyhow::Result<(f64, f64, f64)> 
     let mut latencies = Vec::with_capacity(samples.len() / 1000 + 1);
     // prepared once, as the daemon's writers do: a COPY sent as text costs a round trip to
     // parse before every run, which a bare tool would not pay either
-    let copy = client
-        .prepare(&format!(
-            "COPY samples ({SAMPLE_COLUMNS}) FROM STDIN (FORMAT binary)"
-        ))
-        .await?;
+    let copy = client.prepare(&COPY_INTO_SAMPLES).await?;
     let started = Instant::now();
     let mut client = client;
     for chunk in samples.chunks(1000) {

@@ -8,6 +8,11 @@ use crate::sample::Sample;
 /// The column list every `COPY … FROM STDIN (FORMAT binary)` of samples uses, in order.
 pub const SAMPLE_COLUMNS: &str = "service_id, ts, series, origin, cpu, memory, response_time_ms, \
                                   requests, errors, status, event, instance_id, host, platform";
+/// The binary COPY of samples into the `samples` table: the writers' fast path and the bare
+/// COPY `bench ingest` compares them with. Prepare it once per connection.
+pub static COPY_INTO_SAMPLES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!("COPY samples ({SAMPLE_COLUMNS}) FROM STDIN (FORMAT binary)")
+});
 const FIELDS: i16 = 14;
 /// Milliseconds between the Unix epoch and PostgreSQL's (2000-01-01).
 const PG_EPOCH_MS: i64 = 946_684_800_000;

@@ -12,8 +12,7 @@
 
 use std::pin::Pin;
 use std::sync::{Arc, LazyLock};
-use std::time::Duration;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -21,7 +20,7 @@ use futures::SinkExt;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::CopyInSink;
 
-use super::copy::{day_of, CopyEncoder, SAMPLE_COLUMNS};
+use super::copy::{day_of, CopyEncoder, COPY_INTO_SAMPLES, SAMPLE_COLUMNS};
 use super::metrics::{BatchStage, StoreMetrics};
 use super::schema::Partitions;
 use super::StoreError;
@@ -68,10 +67,6 @@ const ADVANCE_OFFSETS: &str = "INSERT INTO ingest_offsets (consumer_group, topic
      SELECT $1, * FROM unnest($2::text[], $3::int[], $4::bigint[]) \
      ON CONFLICT (consumer_group, topic, partition) DO UPDATE \
      SET next_offset = GREATEST(ingest_offsets.next_offset, EXCLUDED.next_offset), updated_at = now()";
-
-/// The fast path's statement, prepared once per connection like [`ADVANCE_OFFSETS`].
-static COPY_INTO_SAMPLES: LazyLock<String> =
-    LazyLock::new(|| format!("COPY samples ({SAMPLE_COLUMNS}) FROM STDIN (FORMAT binary)"));
 
 /// The dedupe path: the same bytes into a session's staging table, then only the new rows on.
 static COPY_INTO_STAGING: LazyLock<String> =
@@ -258,12 +253,6 @@ impl Writer {
                 self.metrics.stage(BatchStage::Offsets, took);
             }
         };
-        if rows == 0 {
-            let step = Instant::now();
-            self.advance(tx, offsets).await?;
-            advanced(step.elapsed());
-            return Ok(outcome);
-        }
         if dedupe {
             tx.batch_execute(
                 "CREATE TEMP TABLE IF NOT EXISTS samples_staging \
@@ -286,7 +275,8 @@ impl Writer {
             let (inserted, offsets_tail) = self
                 .copy_all(tx, &into_samples, copies, self.advance(tx, offsets))
                 .await?;
-            // what the upsert added after the last COPY: it ran behind it on the wire
+            // what the upsert added after the last COPY (it ran behind it on the wire), or
+            // all of it when the write has no rows
             advanced(offsets_tail);
             outcome.inserted = inserted;
         }
@@ -295,9 +285,9 @@ impl Writer {
 
     /// Runs one COPY per element of `copies`, then `then` pipelined behind the last one (sent
     /// before that COPY's end is acknowledged); returns the rows copied and how long `then`
-    /// went on after the last COPY had finished. If the COPY fails, the transaction is
-    /// aborted and `then` fails too; the COPY's error is the one returned (a unique violation
-    /// sends the caller down the dedupe path).
+    /// went on after the last COPY had finished (with no COPYs, how long it took). If the
+    /// COPY fails, the transaction is aborted and `then` fails too; the COPY's error is the
+    /// one returned (a unique violation sends the caller down the dedupe path).
     ///
     /// The COPYs themselves are not pipelined with each other: with tokio-postgres 0.7, a COPY
     /// started behind one that failed is refused, and its abort (CopyFail, Sync) draws a
